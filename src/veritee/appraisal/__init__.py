@@ -1,0 +1,1 @@
+"""Appraisal of platform evidence against compiled policies; findings and EAR attestation results."""

@@ -1,0 +1,1 @@
+"""TCG PC Client firmware event logs (binary_bios_measurements): parser, decoders and PCR replay."""

@@ -1,0 +1,1 @@
+"""Linux IMA measurement lists (ascii_runtime_measurements): parser and PCR 10 replay."""

@@ -1,0 +1,1 @@
+"""Orchestration with I/O: TAM, verifier, node monitor, fail-over."""

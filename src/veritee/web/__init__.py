@@ -1,0 +1,1 @@
+"""FastAPI applications; errors are mapped to HTTP in one place (web.errors)."""
