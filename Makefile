@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config python3-venv python3-dev gcc chromium postgresql-client
 PYTEST_ARGS ?=
+LINT_PATHS := $(wildcard src tests bench tools)
 
 .PHONY: demo test lint pytest bench deps apt venv clean
 
@@ -17,8 +18,8 @@ demo: deps
 test: deps lint pytest
 
 lint: deps
-	$(BIN)/ruff check src tests bench tools
-	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
