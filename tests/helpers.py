@@ -46,3 +46,24 @@ def postgres_url() -> str:
             pytest.fail(message + " (VERITEE_REQUIRE_POSTGRES=1)")
         pytest.skip(message)
     return url
+
+
+def fresh_postgres_database(base_url: str, name: str) -> str:
+    """Create an empty PostgreSQL database ``name`` (dropping an older one) and return its URL."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_postgres_database(base_url: str, name: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()

@@ -94,6 +94,10 @@ class ConflictError(VeriteeError):
     """The request conflicts with the current state (duplicate, stale version, lease held by another replica)."""
 
 
+class StorageError(VeriteeError):
+    """The database failed or is unreachable (the operation was rolled back)."""
+
+
 class AuthError(VeriteeError):
     """Missing or invalid credentials."""
 

@@ -1,0 +1,25 @@
+"""Every table, imported in one place so Alembic and metadata.create_all see them all."""
+
+from veritee.store.base import Base
+from veritee.store.tam_models import (
+    AdminToken,
+    AttestationStatus,
+    Deployment,
+    Device,
+    DeviceComponent,
+    TcSigner,
+    TeepToken,
+    TrustedComponent,
+)
+
+__all__ = [
+    "AdminToken",
+    "AttestationStatus",
+    "Base",
+    "Deployment",
+    "Device",
+    "DeviceComponent",
+    "TcSigner",
+    "TeepToken",
+    "TrustedComponent",
+]
