@@ -32,9 +32,9 @@ def _root(
 
 def _register() -> None:
     # Each group lives in its own module and exposes ``app`` (a typer.Typer) and ``NAME``; adding a group is one line.
-    from veritee.cli import demo
+    from veritee.cli import demo, quote
 
-    for module in (demo,):
+    for module in (demo, quote):
         app.add_typer(module.app, name=module.NAME)
 
 
