@@ -32,6 +32,7 @@ pytest: deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: deps
+	bash bench/setup_keylime.sh
 	$(BIN)/python -m bench
 
 deps: apt venv
