@@ -28,6 +28,7 @@ from veritee.suit import (
     Invocation,
     MappingFetcher,
     Procedure,
+    Quirk,
     ReportReason,
     ResultCode,
     SuitAbort,
@@ -195,13 +196,24 @@ def dependency_store() -> tuple[InMemoryComponentStore, MappingFetcher]:
     return InMemoryComponentStore(), fetcher
 
 
-@pytest.mark.parametrize("name", ["example1_process.hex", "example2_integrated.hex"])
-def test_trust_domain_dependencies(name: str) -> None:
+# example2_integrated's install runs process-dependency without a prior suit-condition-dependency-integrity, which
+# trust-domains-12 requires: it only runs with the compatibility flag (docs/suit-decisions.md).
+@pytest.mark.parametrize(("name", "compat"), [("example1_process.hex", False), ("example2_integrated.hex", True)])
+def test_trust_domain_dependencies(name: str, compat: bool) -> None:
     store, fetcher = dependency_store()
     data = vector("suit-trust-domains", name)
-    result = process(data, Procedure.UPDATE, config=config(), store=store, fetcher=fetcher)
+    if compat:
+        strict = process(data, Procedure.UPDATE, config=config(), store=store, fetcher=fetcher)
+        assert strict.report.failure is not None and strict.report.failure.code == ResultCode.DEPENDENCY_FAILED
+        assert "dependency-integrity" in str(strict.error) and store.commits == 0 and strict.quirks == ()
+    cfg = config(compat_implicit_dependency_integrity=compat)
+    result = process(data, Procedure.UPDATE, config=cfg, store=store, fetcher=fetcher)
     result.raise_for_failure()
     assert result.committed and result.report.success
+    assert result.quirks == ((Quirk.IMPLICIT_DEPENDENCY_INTEGRITY,) if compat else ())
+    # the dependent references its dependency and (as a root with a manifest-component-id) its own envelope
+    assert store.references((b"dependent.suit",)) == {(b"depending.suit",)}
+    assert store.references((b"depending.suit",)) == {(b"depending.suit",)}
     # the dependency (fetched, or integrated under "#dependent.suit") wrote 'hello world' to ['00'],
     # the dependent wrote to ['10'], and both manifests are recorded for anti-rollback
     assert store.components[(b"00",)] == b"hello world"
@@ -213,6 +225,7 @@ def test_trust_domain_dependencies(name: str) -> None:
     assert [(r.section, r.offset, dict(r.properties)) for r in dependency_records] == [(20, 16, {14: 11})]
     invoked = process(data, Procedure.INVOKE, config=config(), store=store)
     invoked.raise_for_failure()
+    assert invoked.quirks == ()
     assert store.invoked == [Invocation((b"10",), b"cat 00 10")]
     assert (store.components[(b"00",)] + store.components[(b"10",)]).decode() == "hello world in multiple trust domains"
 
@@ -280,10 +293,16 @@ def test_teep_e3_personalization_decrypts_config() -> None:
     fetcher = MappingFetcher({TA_SUIT_URI: cbor.encode(cbor.CBORTag(107, cbor.decode(e1))), TA_URI: ta_binary()})
     assert len(fetcher.payloads[TA_SUIT_URI]) == 389
     data = vector("teep-protocol", "E_ex3_suit_personalization.hex")
-    result = process(
+    # E.3 processes its dependency (install, uninstall) without suit-condition-dependency-integrity: compat flag
+    strict = process(
         data, Procedure.UPDATE, config=config(decryption_keys=(agent_key(),)), store=store, fetcher=fetcher
     )
+    assert strict.report.failure is not None and strict.report.failure.code == ResultCode.DEPENDENCY_FAILED
+    assert (strict.report.failure.record.section, strict.report.failure.record.offset) == (20, 3)
+    cfg = config(decryption_keys=(agent_key(),), compat_implicit_dependency_integrity=True)
+    result = process(data, Procedure.UPDATE, config=cfg, store=store, fetcher=fetcher)
     result.raise_for_failure()
+    assert result.quirks == (Quirk.IMPLICIT_DEPENDENCY_INTEGRITY,)
     plaintext = store.components[(b"TEEP-Device", b"SecureFS", b"config.json")]
     assert len(plaintext) == 61
     assert plaintext == b'{"name":"FOO Bar","secret":"0123456789abfcdef0123456789abcd"}'
@@ -293,9 +312,12 @@ def test_teep_e3_personalization_decrypts_config() -> None:
     assert store.components[TA_ID] == b"Hello, Secure World!"  # installed by the dependency (E1) in lockstep
     assert set(store.manifests) == {TA_SUIT_ID, (b"TEEP-Device", b"SecureFS", b"config.suit")}
     assert {r.manifest_id for r in records(result.report)} == {(), (0,)}
-    removed = process(data, Procedure.UNINSTALL, config=config(), store=store)
+    assert process(data, Procedure.UNINSTALL, config=config(), store=store).report.failure is not None
+    removed = process(data, Procedure.UNINSTALL, config=config(compat_implicit_dependency_integrity=True), store=store)
     removed.raise_for_failure()
+    assert removed.quirks == (Quirk.IMPLICIT_DEPENDENCY_INTEGRITY,)
     assert TA_ID not in store.components and (b"TEEP-Device", b"SecureFS", b"config.json") not in store.components
+    assert TA_SUIT_ID not in store.components and store.references(TA_SUIT_ID) == frozenset()
 
 
 def test_teep_e3_without_the_agent_key_fails_and_commits_nothing() -> None:
@@ -304,7 +326,8 @@ def test_teep_e3_without_the_agent_key_fails_and_commits_nothing() -> None:
     fetcher = MappingFetcher({TA_SUIT_URI: e1, TA_URI: ta_binary()})
     data = vector("teep-protocol", "E_ex3_suit_personalization.hex")
     for keys in ((), (tam_key(),)):
-        result = process(data, Procedure.UPDATE, config=config(decryption_keys=keys), store=store, fetcher=fetcher)
+        cfg = config(decryption_keys=keys, compat_implicit_dependency_integrity=True)
+        result = process(data, Procedure.UPDATE, config=cfg, store=store, fetcher=fetcher)
         assert result.report.failure is not None
         assert result.report.failure.code == ResultCode.DECRYPTION_FAILED
         assert result.report.failure.record.section == 20
@@ -315,6 +338,7 @@ def test_rollback_is_rejected() -> None:
     store = InMemoryComponentStore()
     data = vector("teep-protocol", "E_ex2_suit_integrated.hex")
     process(data, Procedure.UPDATE, config=config(), store=store).raise_for_failure()
+    # manifest-37 only requires rejecting a LOWER number; refusing the installed one is our documented policy
     again = process(data, Procedure.UPDATE, config=config(), store=store)
     assert isinstance(again.error, FreshnessError)
     assert again.report.failure is not None and again.report.failure.code == ResultCode.ROLLBACK

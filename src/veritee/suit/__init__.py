@@ -3,6 +3,8 @@
 * :func:`decode_envelope` -> :class:`Envelope`; :meth:`Envelope.verify` -> :class:`VerifiedManifest`.
 * :func:`process` runs a :class:`Procedure` with a :class:`ComponentStore` and a :class:`Fetcher` the caller supplies
   and returns a :class:`ProcessResult` holding a :class:`Report`; nothing is committed unless the procedure succeeds.
+  Strict by default: a compatibility flag of :class:`ProcessorConfig` that was needed shows in ``ProcessResult.quirks``
+  (:class:`Quirk`).
 * :func:`build_envelope` creates signed envelopes for a Trusted Component; :func:`encode_report` /
   :func:`decode_report` handle SUIT_Reports.
 """
@@ -23,7 +25,7 @@ from veritee.suit.manifest import Common, Dependency, Manifest, TextEntry, decod
 from veritee.suit.model import CommandEntry, CommandSequence, ComponentId, SuitDigest
 from veritee.suit.processor import Identity, Procedure, ProcessorConfig, ProcessResult, process
 from veritee.suit.report import Record, Report, ReportFailure, SystemProperties, decode_report, encode_report
-from veritee.suit.results import ConditionFailed, ResultCode, SuitAbort
+from veritee.suit.results import ConditionFailed, Quirk, ResultCode, SuitAbort
 from veritee.suit.store import (
     ComponentStore,
     Fetcher,
@@ -62,6 +64,7 @@ __all__ = [
     "Procedure",
     "ProcessResult",
     "ProcessorConfig",
+    "Quirk",
     "Record",
     "Report",
     "ReportFailure",

@@ -12,7 +12,8 @@ Emitted manifest (one component; dependencies take the indices after it):
 * dependency-resolution: per dependency set-index, override {digest, size, uri}, fetch, image-match;
 * install: per dependency set-index, dependency-integrity, process-dependency; then set-index 0, override
   {uri} + fetch (or {content [, encryption-info]} + write), image-match;
-* validate / invoke / uninstall as requested (uninstall also processes the dependencies' uninstall, then unlinks).
+* validate / invoke / uninstall as requested (uninstall: per dependency set-index, override {digest},
+  dependency-integrity, process-dependency - which releases this manifest's reference - then unlinks).
 """
 
 from __future__ import annotations
@@ -127,9 +128,14 @@ def _check(spec: TrustedComponentSpec) -> None:
         raise EncodeError("the sequence number must not be negative")
 
 
-def _dependency_commands(deps: Sequence[DependencySpec]) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]]]:
-    resolution: list[tuple[int, Any]] = []
-    install: list[tuple[int, Any]] = []
+_Commands = list[tuple[int, Any]]
+
+
+def _dependency_commands(deps: Sequence[DependencySpec]) -> tuple[_Commands, _Commands, _Commands]:
+    """(dependency-resolution, install and uninstall commands) for the dependencies."""
+    resolution: _Commands = []
+    install: _Commands = []
+    uninstall: _Commands = []
     for position, dep in enumerate(deps, start=1):
         envelope = decode_envelope(dep.envelope)
         uri = dep.integrated_key if dep.integrated_key is not None else dep.uri
@@ -151,7 +157,14 @@ def _dependency_commands(deps: Sequence[DependencySpec]) -> tuple[list[tuple[int
             (Command.DEPENDENCY_INTEGRITY, POLICY_ALL),
             (Command.PROCESS_DEPENDENCY, 0),
         ]
-    return resolution, install
+        # uninstall runs alone: set the digest again so dependency-integrity can precede process-dependency
+        uninstall += [
+            (Command.SET_COMPONENT_INDEX, position),
+            (Command.OVERRIDE_PARAMETERS, {_p(Parameter.IMAGE_DIGEST): envelope.digest.encode()}),
+            (Command.DEPENDENCY_INTEGRITY, POLICY_ALL),
+            (Command.PROCESS_DEPENDENCY, 0),
+        ]
+    return resolution, install, uninstall
 
 
 def _manifest(spec: TrustedComponentSpec, content: bytes | None, encryption_info: bytes | None) -> dict[int, Any]:
@@ -178,7 +191,7 @@ def _manifest(spec: TrustedComponentSpec, content: bytes | None, encryption_info
         }
     common[CommonKey.COMPONENTS.value] = [list(spec.component_id)]
     common[CommonKey.SHARED_SEQUENCE.value] = _seq(*shared)
-    resolution, dep_install = _dependency_commands(spec.dependencies)
+    resolution, dep_install, dep_uninstall = _dependency_commands(spec.dependencies)
 
     if spec.write_content:
         params = {_p(Parameter.CONTENT): content}
@@ -212,12 +225,7 @@ def _manifest(spec: TrustedComponentSpec, content: bytes | None, encryption_info
     if spec.text is not None:
         manifest[ManifestKey.TEXT.value] = cbor.encode({lang: dict(m) for lang, m in spec.text.items()})
     if spec.uninstall:
-        deps = [
-            c
-            for i in range(1, len(spec.dependencies) + 1)
-            for c in ((Command.SET_COMPONENT_INDEX, i), (Command.PROCESS_DEPENDENCY, 0))
-        ]
-        manifest[ManifestKey.UNINSTALL.value] = _seq(*deps, *select, (Command.UNLINK, POLICY_ALL))
+        manifest[ManifestKey.UNINSTALL.value] = _seq(*dep_uninstall, *select, (Command.UNLINK, POLICY_ALL))
     return manifest
 
 

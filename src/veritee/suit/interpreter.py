@@ -5,59 +5,32 @@ Parameters are kept per component *identifier* for the whole procedure, so setti
 the dependent and Set Parameters in a dependent reaches its dependencies (trust-domains-12 §5.4). Soft Failure and
 Strict Order are scoped to the command sequence that sets them. Conditions that fail raise :class:`ConditionFailed`;
 every other failure raises :class:`SuitAbort`, which ends the procedure. All side effects go to the staging area.
+The dependency commands (integrity, process-dependency, unlink, reference counting) are in
+:mod:`veritee.suit.dependency`.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from veritee import cbor
 from veritee.cose import SUIT_KDF_OTHER, CoseKey, decrypt
-from veritee.errors import (
-    DecodeError,
-    DigestMismatchError,
-    UnsupportedAlgorithmError,
-    ValidationError,
-    VerificationError,
-    VeriteeError,
-)
-from veritee.suit.envelope import VerifiedManifest, decode_envelope
+from veritee.errors import VeriteeError
+from veritee.suit.dependency import DependencyCommands
+from veritee.suit.frame import Ctx, Frame, IndexKind, abort, fail, record
 from veritee.suit.labels import Command, ManifestKey, Parameter, ReportingPolicy, ReportReason
 from veritee.suit.model import CommandEntry, CommandSequence, ComponentId, ParameterValue, SuitDigest
 from veritee.suit.model import is_custom_label as _is_custom
 from veritee.suit.report import Record
 from veritee.suit.results import ConditionFailed, Identity, ResultCode, SuitAbort
-from veritee.suit.store import Fetcher, InstalledManifest, Invocation, StagingArea
+from veritee.suit.store import Fetcher, Invocation, StagingArea
 
 __all__ = ["ConditionFailed", "Frame", "Identity", "Interpreter", "ResultCode", "SuitAbort"]
 
-
-@dataclass
-class Frame:
-    """One manifest under execution. ``path`` is its suit-record-manifest-id."""
-
-    verified: VerifiedManifest
-    path: tuple[int, ...] = ()
-    depth: int = 0
-
-    @property
-    def common(self) -> Any:
-        return self.verified.manifest.common
-
-
-@dataclass
-class _Ctx:
-    frame: Frame
-    section: int
-    indices: tuple[int, ...] | None
-    soft_failure: bool = False
-    nested: bool = False
-    shared: bool = False
-    strict_order: bool = True
-    in_run_sequence: bool = False
+_Ctx = Ctx
 
 
 _SIDE_EFFECTS = frozenset(
@@ -88,6 +61,8 @@ class Interpreter:
         record_manifests: bool = False,
         max_depth: int = 8,
         max_payload: int = _DEFAULT_MAX_PAYLOAD,
+        uninstalling: bool = False,
+        compat_implicit_dependency_integrity: bool = False,
     ) -> None:
         self.trust_anchors = trust_anchors
         self.identity = identity
@@ -95,10 +70,12 @@ class Interpreter:
         self.fetcher = fetcher
         self.decryption_keys = decryption_keys
         self.record_manifests = record_manifests
+        self.uninstalling = uninstalling
         self.max_depth = max_depth
         self.max_payload = max_payload
         self.params: dict[ComponentId, dict[int, ParameterValue]] = {}
         self.records: list[Record] = []
+        self.deps = DependencyCommands(self, compat_implicit_integrity=compat_implicit_dependency_integrity)
         self._handlers: dict[int, Callable[[_Ctx, CommandEntry, int], dict[int, Any]]] = {
             Command.VENDOR_IDENTIFIER: self._cond_identifier,
             Command.CLASS_IDENTIFIER: self._cond_identifier,
@@ -106,7 +83,7 @@ class Interpreter:
             Command.IMAGE_MATCH: self._cond_image_match,
             Command.COMPONENT_SLOT: self._cond_slot,
             Command.CHECK_CONTENT: self._cond_check_content,
-            Command.DEPENDENCY_INTEGRITY: self._cond_dependency_integrity,
+            Command.DEPENDENCY_INTEGRITY: self.deps.integrity,
             Command.IS_DEPENDENCY: self._cond_is_dependency,
             Command.ABORT: self._cond_abort,
             Command.FETCH: self._dir_fetch,
@@ -114,8 +91,8 @@ class Interpreter:
             Command.SWAP: self._dir_swap,
             Command.WRITE: self._dir_write,
             Command.INVOKE: self._dir_invoke,
-            Command.UNLINK: self._dir_unlink,
-            Command.PROCESS_DEPENDENCY: self._dir_process_dependency,
+            Command.UNLINK: self.deps.unlink,
+            Command.PROCESS_DEPENDENCY: self.deps.process,
         }
 
     # ---- sections and sequences ------------------------------------------------------------------------------
@@ -142,13 +119,22 @@ class Interpreter:
 
     def run_sequence(self, ctx: _Ctx, sequence: CommandSequence) -> None:
         for entry in sequence.commands:
+            if ctx.index_first and entry.code != Command.SET_COMPONENT_INDEX:
+                raise self._abort(
+                    ctx,
+                    entry,
+                    0,
+                    "with strict order off, a run-sequence argument must begin with set-component-index",
+                    ResultCode.NOT_ALLOWED,
+                )
             self._execute(ctx, entry)
 
-    def _record(self, ctx: _Ctx, entry: CommandEntry, index: int, props: Mapping[int, Any] | None = None) -> Record:
-        return Record(ctx.frame.path, ctx.section, entry.offset, index, dict(props or {}))
+    @staticmethod
+    def _record(ctx: _Ctx, entry: CommandEntry, index: int, props: Mapping[int, Any] | None = None) -> Record:
+        return record(ctx, entry, index, props)
 
+    @staticmethod
     def _abort(
-        self,
         ctx: _Ctx,
         entry: CommandEntry,
         index: int,
@@ -157,17 +143,13 @@ class Interpreter:
         reason: ReportReason = ReportReason.OPERATION_FAILED,
         props: Mapping[int, Any] | None = None,
     ) -> SuitAbort:
-        return SuitAbort(message, code=code, reason=reason, record=self._record(ctx, entry, index, props))
+        return abort(ctx, entry, index, message, code, reason, props)
 
+    @staticmethod
     def _fail(
-        self, ctx: _Ctx, entry: CommandEntry, index: int, message: str, props: Mapping[int, Any] | None = None
+        ctx: _Ctx, entry: CommandEntry, index: int, message: str, props: Mapping[int, Any] | None = None
     ) -> ConditionFailed:
-        return ConditionFailed(
-            f"{entry.name} failed: {message}",
-            code=ResultCode.CONDITION_FAILED,
-            reason=ReportReason.CONDITION_FAILED,
-            record=self._record(ctx, entry, index, props),
-        )
+        return fail(ctx, entry, index, message, props)
 
     def _selected(self, ctx: _Ctx, entry: CommandEntry) -> tuple[int, ...]:
         if ctx.indices is None:
@@ -203,7 +185,12 @@ class Interpreter:
                     ResultCode.NOT_ALLOWED,
                     ReportReason.COMMAND_UNSUPPORTED,
                 )
-            for index in self._selected(ctx, entry):
+            indices = self._selected(ctx, entry)
+            if code == Command.PROCESS_DEPENDENCY and ctx.kind is IndexKind.ALL:
+                # trust-domains-12: "If the current Component is True, then this Directive applies to all
+                # Dependencies" - the other components are skipped, not aborted on.
+                indices = tuple(i for i in indices if ctx.frame.common.is_dependency(i))
+            for index in indices:
                 self._run_command(ctx, entry, index)
         else:
             raise self._abort(
@@ -235,6 +222,7 @@ class Interpreter:
         count = ctx.frame.common.slot_count
         arg = entry.argument
         indices = tuple(range(count)) if arg is True else ((arg,) if isinstance(arg, int) else tuple(arg))
+        kind = IndexKind.ALL if arg is True else (IndexKind.INTEGER if isinstance(arg, int) else IndexKind.LIST)
         for index in indices:
             if index >= count:
                 raise self._abort(
@@ -245,15 +233,17 @@ class Interpreter:
                     ResultCode.COMPONENT_UNSUPPORTED,
                     ReportReason.COMPONENT_UNSUPPORTED,
                 )
-        if ctx.in_run_sequence and not ctx.strict_order:
+        if ctx.index_first:
+            ctx.index_first = False  # the one set-component-index a run-sequence argument must begin with
+        elif ctx.index_locked:
             raise self._abort(
                 ctx,
                 entry,
                 indices[0],
-                "set-component-index inside run-sequence with strict order off",
+                "a further set-component-index inside run-sequence invoked with strict order off",
                 ResultCode.NOT_ALLOWED,
             )
-        ctx.indices = indices
+        ctx.indices, ctx.kind = indices, kind
 
     def _set_parameters(self, ctx: _Ctx, entry: CommandEntry) -> None:
         override = entry.code == Command.OVERRIDE_PARAMETERS
@@ -277,10 +267,9 @@ class Interpreter:
                     "soft-failure may only be set inside try-each or run-sequence",
                     ResultCode.NOT_ALLOWED,
                 )
-            if override or not ctx.soft_failure:
-                ctx.soft_failure = bool(args.pop(Parameter.SOFT_FAILURE))
-            else:
-                args.pop(Parameter.SOFT_FAILURE)
+            soft = bool(args.pop(Parameter.SOFT_FAILURE))
+            if override or not ctx.soft_failure_set:  # the sequence's default does not count as "already set"
+                ctx.soft_failure, ctx.soft_failure_set = soft, True
         if Parameter.STRICT_ORDER in args:
             ctx.strict_order = bool(args.pop(Parameter.STRICT_ORDER))
         if not args:
@@ -291,16 +280,10 @@ class Interpreter:
                 if override or label not in table:
                     table[label] = value
 
-    def _nested_ctx(self, ctx: _Ctx, index: int, *, soft: bool, run_sequence: bool) -> _Ctx:
+    @staticmethod
+    def _nested_ctx(ctx: _Ctx, index: int, *, soft: bool) -> _Ctx:
         return _Ctx(
-            ctx.frame,
-            ctx.section,
-            (index,),
-            soft_failure=soft,
-            nested=True,
-            shared=ctx.shared,
-            strict_order=ctx.strict_order,
-            in_run_sequence=run_sequence,
+            ctx.frame, ctx.section, (index,), soft_failure=soft, nested=True, shared=ctx.shared, strict_order=True
         )
 
     def _try_each(self, ctx: _Ctx, entry: CommandEntry, index: int) -> None:
@@ -308,7 +291,8 @@ class Interpreter:
         for sequence in entry.argument:
             if sequence is None:
                 return
-            nested = self._nested_ctx(ctx, index, soft=True, run_sequence=False)
+            nested = self._nested_ctx(ctx, index, soft=True)
+            nested.strict_order = ctx.strict_order
             try:
                 self.run_sequence(nested, sequence)
             except ConditionFailed as failure:
@@ -325,7 +309,13 @@ class Interpreter:
         )
 
     def _run_nested(self, ctx: _Ctx, entry: CommandEntry, index: int) -> None:
-        nested = self._nested_ctx(ctx, index, soft=False, run_sequence=True)
+        # manifest-37 §6.7: the processor presets Strict Order = True for the argument. When the enclosing Strict
+        # Order is False, an integer index requires the argument to begin with set-component-index, and any further
+        # set-component-index aborts (with True or an array the processor presets the index: any one aborts).
+        nested = self._nested_ctx(ctx, index, soft=False)
+        if not ctx.strict_order:
+            nested.index_first = ctx.kind is IndexKind.INTEGER
+            nested.index_locked = True
         try:
             self.run_sequence(nested, entry.argument)
         except ConditionFailed:
@@ -333,11 +323,12 @@ class Interpreter:
                 raise
 
     # ---- parameters ------------------------------------------------------------------------------------------
-    def _param(self, ctx: _Ctx, index: int, label: Parameter) -> ParameterValue | None:
+    def param(self, ctx: _Ctx, index: int, label: Parameter) -> ParameterValue | None:
+        """The value of parameter ``label`` for component ``index`` (None when unset)."""
         return self.params.get(ctx.frame.common.component_id(index), {}).get(label)
 
     def _require(self, ctx: _Ctx, entry: CommandEntry, index: int, label: Parameter) -> ParameterValue:
-        value = self._param(ctx, index, label)
+        value = self.param(ctx, index, label)
         if value is None:
             message = f"parameter {label.name.lower().replace('_', '-')} is not set"
             if entry.command is not None and entry.command.is_condition:
@@ -359,12 +350,6 @@ class Interpreter:
         sole = {int(label): next(iter(known))} if len(known) == 1 else {}
         raise self._fail(ctx, entry, index, f"{label.name.lower()} {wanted.hex()} is not this device's", sole)
 
-    def _dependency_manifest(self, ctx: _Ctx, entry: CommandEntry, index: int, content: bytes) -> bytes:
-        try:
-            return decode_envelope(content).manifest_raw
-        except (DecodeError, ValidationError, UnsupportedAlgorithmError) as exc:
-            raise self._fail(ctx, entry, index, f"the dependency is not a SUIT envelope: {exc}") from None
-
     def _cond_image_match(self, ctx: _Ctx, entry: CommandEntry, index: int) -> dict[int, Any]:
         expected = self._require(ctx, entry, index, Parameter.IMAGE_DIGEST)
         assert isinstance(expected, SuitDigest)
@@ -373,7 +358,7 @@ class Interpreter:
             raise self._fail(ctx, entry, index, "the component is empty")
         measured = content
         if ctx.frame.common.is_dependency(index):  # trust-domains §5.2: digest of the bstr-wrapped manifest
-            measured = cbor.encode(self._dependency_manifest(ctx, entry, index, content))
+            measured = cbor.encode(self.deps.manifest_raw(ctx, entry, index, content))
         actual = expected.of(measured)
         props = {int(Parameter.IMAGE_DIGEST): actual.encode(), int(Parameter.IMAGE_SIZE): len(content)}
         if not hmac.compare_digest(actual.value, expected.value):
@@ -404,49 +389,15 @@ class Interpreter:
     def _cond_abort(self, ctx: _Ctx, entry: CommandEntry, index: int) -> dict[int, Any]:
         raise self._fail(ctx, entry, index, "abort")
 
-    def _cond_dependency_integrity(self, ctx: _Ctx, entry: CommandEntry, index: int) -> dict[int, Any]:
-        if not ctx.frame.common.is_dependency(index):
-            raise self._fail(ctx, entry, index, f"component {index} is not a dependency")
-        self._require(ctx, entry, index, Parameter.IMAGE_DIGEST)
-        self._load_dependency(ctx, entry, index)
-        return {}
-
-    def _load_dependency(self, ctx: _Ctx, entry: CommandEntry, index: int) -> VerifiedManifest:
-        """Decode and authenticate the dependency envelope in component ``index`` and bind it to image-digest."""
-        cid = ctx.frame.common.component_id(index)
-        content = self.staging.read(cid)
-        if content is None:
-            raise self._abort(ctx, entry, index, "the dependency manifest is missing", ResultCode.COMPONENT_MISSING)
-        try:
-            verified = decode_envelope(content).verify(self.trust_anchors)
-        except (DecodeError, ValidationError) as exc:
-            raise self._abort(
-                ctx, entry, index, f"dependency: {exc}", ResultCode.MALFORMED, ReportReason.CBOR_PARSE
-            ) from None
-        except UnsupportedAlgorithmError as exc:
-            raise self._abort(
-                ctx, entry, index, f"dependency: {exc}", ResultCode.ALGORITHM_UNSUPPORTED, ReportReason.ALG_UNSUPPORTED
-            ) from None
-        except VerificationError as exc:
-            raise self._abort(
-                ctx, entry, index, f"dependency: {exc}", ResultCode.SIGNATURE_INVALID, ReportReason.UNAUTHORISED
-            ) from None
-        expected = self._param(ctx, index, Parameter.IMAGE_DIGEST)
-        if expected is not None:
-            assert isinstance(expected, SuitDigest)
-            if expected.algorithm != verified.digest.algorithm or not hmac.compare_digest(
-                expected.value, verified.digest.value
-            ):
-                error = DigestMismatchError(f"dependency manifest digest {verified.digest} != expected {expected}")
-                raise self._abort(ctx, entry, index, str(error), ResultCode.DIGEST_MISMATCH, ReportReason.UNAUTHORISED)
-        return verified
-
     # ---- directives ------------------------------------------------------------------------------------------
-    def _store(self, ctx: _Ctx, index: int, data: bytes) -> None:
-        self.staging.write(ctx.frame.common.component_id(index), data)
+    def _store(self, ctx: _Ctx, entry: CommandEntry, index: int, data: bytes) -> None:
+        cid = ctx.frame.common.component_id(index)
+        self.deps.guard(ctx, entry, index, cid, data)
+        self.deps.invalidate(cid)
+        self.staging.write(cid, data)
 
     def _decrypt_if_needed(self, ctx: _Ctx, entry: CommandEntry, index: int, data: bytes) -> bytes:
-        info = self._param(ctx, index, Parameter.ENCRYPTION_INFO)
+        info = self.param(ctx, index, Parameter.ENCRYPTION_INFO)
         if info is None:
             return data
         assert isinstance(info, bytes)
@@ -479,7 +430,7 @@ class Interpreter:
         uri = self._require(ctx, entry, index, Parameter.URI)
         assert isinstance(uri, str)
         data = self._fetch_bytes(ctx, entry, index, uri)
-        self._store(ctx, index, data)
+        self._store(ctx, entry, index, data)
         return {int(Parameter.IMAGE_SIZE): len(data)}
 
     def _source(self, ctx: _Ctx, entry: CommandEntry, index: int) -> tuple[ComponentId, bytes | None]:
@@ -502,7 +453,7 @@ class Interpreter:
         if data is None:
             raise self._abort(ctx, entry, index, "the source component is empty", ResultCode.COMPONENT_MISSING)
         data = self._decrypt_if_needed(ctx, entry, index, data)
-        self._store(ctx, index, data)
+        self._store(ctx, entry, index, data)
         return {int(Parameter.IMAGE_SIZE): len(data)}
 
     def _dir_swap(self, ctx: _Ctx, entry: CommandEntry, index: int) -> dict[int, Any]:
@@ -510,7 +461,9 @@ class Interpreter:
         if data is None:
             raise self._abort(ctx, entry, index, "the source component is empty", ResultCode.COMPONENT_MISSING)
         previous = self.staging.read(ctx.frame.common.component_id(index))
-        self._store(ctx, index, data)
+        self.deps.guard(ctx, entry, index, source_id, previous)
+        self._store(ctx, entry, index, data)
+        self.deps.invalidate(source_id)
         if previous is None:
             self.staging.unlink(source_id)
         else:
@@ -521,47 +474,13 @@ class Interpreter:
         content = self._require(ctx, entry, index, Parameter.CONTENT)
         assert isinstance(content, bytes)
         data = self._decrypt_if_needed(ctx, entry, index, content)
-        self._store(ctx, index, data)
+        self._store(ctx, entry, index, data)
         return {int(Parameter.IMAGE_SIZE): len(data)}
 
     def _dir_invoke(self, ctx: _Ctx, entry: CommandEntry, index: int) -> dict[int, Any]:
         cid = ctx.frame.common.component_id(index)
         if self.staging.read(cid) is None:
             raise self._abort(ctx, entry, index, "cannot invoke an empty component", ResultCode.COMPONENT_MISSING)
-        args = self._param(ctx, index, Parameter.INVOKE_ARGS)
+        args = self.param(ctx, index, Parameter.INVOKE_ARGS)
         self.staging.invocations.append(Invocation(cid, args if isinstance(args, bytes) else None))
-        return {}
-
-    def _dir_unlink(self, ctx: _Ctx, entry: CommandEntry, index: int) -> dict[int, Any]:
-        self.staging.unlink(ctx.frame.common.component_id(index))
-        return {}
-
-    def _dir_process_dependency(self, ctx: _Ctx, entry: CommandEntry, index: int) -> dict[int, Any]:
-        frame = ctx.frame
-        if not frame.common.is_dependency(index):
-            raise self._abort(ctx, entry, index, f"component {index} is not a dependency", ResultCode.DEPENDENCY_FAILED)
-        if frame.depth + 1 > self.max_depth:
-            raise self._abort(ctx, entry, index, "dependencies nested too deeply", ResultCode.DEPENDENCY_FAILED)
-        # Dependency integrity is always (re)checked here; see docs/suit-decisions.md ("implicit integrity check").
-        verified = self._load_dependency(ctx, entry, index)
-        manifest_id = frame.common.component_id(index)
-        installed = self.staging.installed_manifest(manifest_id)
-        seq = verified.sequence_number
-        if installed is not None and (
-            seq < installed.sequence_number
-            or (seq == installed.sequence_number and installed.digest != verified.digest)
-        ):
-            raise self._abort(
-                ctx,
-                entry,
-                index,
-                f"dependency sequence number {seq} rolls back {installed.sequence_number}",
-                ResultCode.ROLLBACK,
-                ReportReason.UNAUTHORISED,
-            )
-        child = Frame(verified, (*frame.path, frame.common.dependency_position(index)), frame.depth + 1)
-        if ctx.section in ManifestKey._value2member_map_ and ctx.section != ManifestKey.COMMON:
-            self.run_section(child, ManifestKey(ctx.section))
-        if self.record_manifests:
-            self.staging.record_manifest(manifest_id, InstalledManifest(seq, verified.digest))
         return {}

@@ -7,15 +7,21 @@ Procedures (manifest-37 §8.4.6, trust-domains-12 §7):
 * ``UNINSTALL``: uninstall.
 
 Before any command runs the envelope is authenticated against the trust anchors and the sequence number is checked
-against the store (anti-rollback: an update must carry a sequence number above the installed one for the same manifest
-component id; invocation accepts the installed one). All effects are staged; the store commits them only if the whole
-procedure succeeded, then queued invocations run. The outcome is always a :class:`ProcessResult` with a report.
+against the store (anti-rollback, manifest-37 §8.4.2: "MUST reject any manifest that has a sequence number lower than
+its current sequence number"; veritee's policy also refuses an update with the installed number, invocation accepts
+it). All effects are staged; the store commits them only if the whole procedure succeeded, then queued
+invocations run. The outcome is always a :class:`ProcessResult` with a report.
+
+A root manifest with a manifest-component-id holds a reference to its own envelope while it is installed. Uninstall
+drops it; only when no other manifest references the envelope (as a dependency) does the uninstall sequence run and
+the envelope go (trust-domains-12 §5.6.5: "When the reference counter of a Manifest reaches zero, the suit-uninstall
+Command sequence is invoked").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from veritee.cose import CoseKey
@@ -31,11 +37,13 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
+from veritee.suit.dependency import forget_stale_references
 from veritee.suit.envelope import Envelope, VerifiedManifest, decode_envelope
 from veritee.suit.interpreter import Frame, Identity, Interpreter, ResultCode, SuitAbort
 from veritee.suit.labels import ManifestKey, ReportReason
 from veritee.suit.model import ComponentId
 from veritee.suit.report import Record, Report, ReportFailure
+from veritee.suit.results import Quirk
 from veritee.suit.store import ComponentStore, Fetcher, InstalledManifest, StagingArea
 
 __all__ = ["PROCEDURE_SECTIONS", "Identity", "Procedure", "ProcessResult", "ProcessorConfig", "process"]
@@ -66,6 +74,10 @@ class ProcessorConfig:
     decryption keys for encrypted payloads, the report nonce, and limits.
 
     ``default_manifest_id`` keys the anti-rollback record of manifests that have no manifest-component-id.
+
+    ``compat_implicit_dependency_integrity`` lets process-dependency run on a dependency that no
+    suit-condition-dependency-integrity checked (trust-domains-12 requires an Abort; some published examples omit the
+    check). The dependency is still authenticated; the result reports :attr:`Quirk.IMPLICIT_DEPENDENCY_INTEGRITY`.
     """
 
     trust_anchors: tuple[CoseKey, ...]
@@ -76,17 +88,20 @@ class ProcessorConfig:
     max_components: int = 64
     max_dependency_depth: int = 8
     max_payload_size: int = 64 * 1024 * 1024
+    compat_implicit_dependency_integrity: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessResult:
-    """The outcome: the report, the error (None on success), what was staged, and whether it was committed."""
+    """The outcome: the report, the error (None on success), what was staged, whether it was committed, and the
+    compatibility quirks the procedure relied on (see :class:`ProcessorConfig`)."""
 
     report: Report
     error: VeriteeError | None
     staging: StagingArea
     committed: bool
     verified: VerifiedManifest | None
+    quirks: tuple[Quirk, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -118,6 +133,8 @@ def _rollback(procedure: Procedure, seq: int, installed: InstalledManifest | Non
     if installed is None or procedure is Procedure.UNINSTALL:
         return None
     if procedure is Procedure.UPDATE and seq <= installed.sequence_number:
+        # manifest-37 only requires rejecting a LOWER number; refusing an equal one is veritee's policy (an Update
+        # must advance the sequence number; see docs/suit-decisions.md, "Anti-rollback")
         return FreshnessError(f"manifest sequence number {seq} is not above the installed {installed.sequence_number}")
     if procedure is Procedure.INVOKE and seq < installed.sequence_number:
         return FreshnessError(f"manifest sequence number {seq} is below the installed {installed.sequence_number}")
@@ -175,29 +192,39 @@ def process(
         record_manifests=procedure is Procedure.UPDATE,
         max_depth=config.max_dependency_depth,
         max_payload=config.max_payload_size,
+        uninstalling=procedure is Procedure.UNINSTALL,
+        compat_implicit_dependency_integrity=config.compat_implicit_dependency_integrity,
     )
-    frame = Frame(verified)
+    frame = Frame(verified, manifest_id=manifest_id)
+    own = manifest.component_id
+    # Uninstalling a root that other manifests still reference only drops the root's own reference.
+    still_needed = procedure is Procedure.UNINSTALL and own is not None and bool(staging.drop_reference(own, own))
     try:
-        for section in PROCEDURE_SECTIONS[procedure]:
+        for section in () if still_needed else PROCEDURE_SECTIONS[procedure]:
             interpreter.run_section(frame, section)
     except SuitAbort as abort:
         failure = ReportFailure(int(abort.code), abort.record, abort.reason)
-        return failed(abort, failure, verified, interpreter.records)
+        return replace(failed(abort, failure, verified, interpreter.records), quirks=tuple(interpreter.deps.quirks))
+    quirks = tuple(interpreter.deps.quirks)
     if procedure is Procedure.UPDATE:
         staging.record_manifest(manifest_id, InstalledManifest(manifest.sequence_number, verified.digest))
-        if manifest.component_id is not None:
-            staging.write(manifest.component_id, envelope.raw)
-    elif procedure is Procedure.UNINSTALL and manifest.component_id is not None:
-        staging.unlink(manifest.component_id)
+        forget_stale_references(staging, manifest_id, store.read(own) if own is not None else None, manifest.common)
+        if own is not None:
+            staging.write(own, envelope.raw)
+            staging.add_reference(own, own)
+    elif procedure is Procedure.UNINSTALL and not still_needed:
+        interpreter.deps.forget_held(frame)
+        if own is not None:
+            staging.unlink(own)
     try:
         store.commit(staging)
     except VeriteeError as exc:
         failure = _failure(ResultCode.COMMIT_FAILED, ReportReason.OPERATION_FAILED, 0)
-        return failed(exc, failure, verified, interpreter.records)
+        return replace(failed(exc, failure, verified, interpreter.records), quirks=quirks)
     for invocation in staging.invocations:
         try:
             store.invoke(invocation.component_id, invocation.arguments)
         except VeriteeError as exc:
             failure = _failure(ResultCode.INVOKE_FAILED, ReportReason.OPERATION_FAILED, ManifestKey.INVOKE)
-            return failed(exc, failure, verified, interpreter.records, committed=True)
-    return ProcessResult(report(None, interpreter.records), None, staging, True, verified)
+            return replace(failed(exc, failure, verified, interpreter.records, committed=True), quirks=quirks)
+    return ProcessResult(report(None, interpreter.records), None, staging, True, verified, quirks)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 from veritee.errors import SuitError
 from veritee.suit.labels import ReportReason
 from veritee.suit.report import Record
 
-__all__ = ["ConditionFailed", "Identity", "ResultCode", "SuitAbort"]
+__all__ = ["ConditionFailed", "Identity", "Quirk", "ResultCode", "SuitAbort"]
 
 
 class ResultCode(IntEnum):
@@ -35,6 +35,15 @@ class ResultCode(IntEnum):
     COMMIT_FAILED = 17
     INVOKE_FAILED = 18
     ALGORITHM_UNSUPPORTED = 19
+    COMPONENT_IN_USE = 20
+
+
+class Quirk(Enum):
+    """A deviation from the drafts that a processor-config compatibility flag allowed during a procedure."""
+
+    IMPLICIT_DEPENDENCY_INTEGRITY = "implicit-dependency-integrity"
+    """process-dependency ran on a dependency that no suit-condition-dependency-integrity had checked
+    (``ProcessorConfig.compat_implicit_dependency_integrity``); the dependency was authenticated implicitly."""
 
 
 class SuitAbort(SuitError):

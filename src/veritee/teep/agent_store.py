@@ -60,13 +60,11 @@ class UpdateTransaction:
     def installed_manifest(self, manifest_id: ComponentId) -> InstalledManifest | None:
         return self.staging.installed_manifest(manifest_id)
 
+    def references(self, component_id: ComponentId) -> frozenset[ComponentId]:
+        return self.staging.references(component_id)
+
     def commit(self, staging: StagingArea) -> None:
-        for component_id in staging.unlinks:
-            self.staging.unlink(component_id)
-        for component_id, data in staging.writes.items():
-            self.staging.write(component_id, data)
-        for manifest_id, record in staging.manifests.items():
-            self.staging.record_manifest(manifest_id, record)
+        self.staging.merge(staging)
 
     def invoke(self, component_id: ComponentId, arguments: bytes | None) -> None:
         self.staging.invocations.append(Invocation(component_id, arguments))
