@@ -32,9 +32,9 @@ def _root(
 
 def _register() -> None:
     # Each group lives in its own module and exposes ``app`` (a typer.Typer) and ``NAME``; adding a group is one line.
-    from veritee.cli import appraise, demo, eventlog, ima, policy, quote, suit, teep
+    from veritee.cli import agent, appraise, demo, eventlog, ima, policy, quote, suit, teep
 
-    for module in (appraise, demo, eventlog, ima, policy, quote, suit, teep):
+    for module in (agent, appraise, demo, eventlog, ima, policy, quote, suit, teep):
         app.add_typer(module.app, name=module.NAME)
 
 
