@@ -32,10 +32,12 @@ def _root(
 
 def _register() -> None:
     # Each group lives in its own module and exposes ``app`` (a typer.Typer) and ``NAME``; adding a group is one line.
-    from veritee.cli import agent, appraise, demo, eventlog, ima, policy, quote, suit, teep
+    from veritee.cli import agent, appraise, demo, deploy, device, eventlog, ima, policy, quote, suit, tam, tc, teep
 
-    for module in (agent, appraise, demo, eventlog, ima, policy, quote, suit, teep):
+    for module in (agent, appraise, demo, device, eventlog, ima, policy, quote, suit, tam, tc, teep):
         app.add_typer(module.app, name=module.NAME)
+    app.command("deploy")(deploy.deploy)
+    app.command("undeploy")(deploy.undeploy)
 
 
 _register()

@@ -40,8 +40,10 @@ class Device(Timestamped, Base):
     attestation_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     attestation_claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     last_evidence: Mapped[bytes | None] = mapped_column(LargeBinary)
+    attestation_key: Mapped[bytes | None] = mapped_column(LargeBinary)  # COSE_Key that signs this device's EATs
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked_reason: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)  # the last TEEP Error or failed attestation, for operators
 
     components: Mapped[list[DeviceComponent]] = relationship(
         back_populates="device", cascade="all, delete-orphan", order_by="DeviceComponent.component_id"
@@ -60,16 +62,23 @@ class TcSigner(Timestamped, Base):
 
 
 class TrustedComponent(Timestamped, Base):
-    """One version (SUIT sequence number) of a Trusted Component in the catalog."""
+    """One version (SUIT sequence number) of a Trusted Component in the catalog.
+
+    ``component_id`` is the Trusted Component (the manifest's first component, as a device lists it in tc-list),
+    ``manifest_id`` the manifest component id the device keeps the envelope under (what unneeded-manifest-list
+    names); both in the text form of :mod:`veritee.service.tam_ids`. ``image_digest`` is the payload digest the
+    manifest names (``sha256:<hex>``), to recognise the version a device reports."""
 
     __tablename__ = "trusted_components"
     __table_args__ = (UniqueConstraint("component_id", "sequence_number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     component_id: Mapped[str] = mapped_column(String(512), index=True)
+    manifest_id: Mapped[str] = mapped_column(String(512))
     sequence_number: Mapped[int] = mapped_column(BigInteger)
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
-    manifest_digest: Mapped[str] = mapped_column(String(128))
+    manifest_digest: Mapped[str] = mapped_column(String(200), index=True)
+    image_digest: Mapped[str | None] = mapped_column(String(200))
     signer_id: Mapped[int] = mapped_column(ForeignKey("tc_signers.id"))
     description: Mapped[str | None] = mapped_column(Text)
 
@@ -88,13 +97,19 @@ class Deployment(Timestamped, Base):
 
 
 class DeviceComponent(Base):
-    """A Trusted Component a device reported (or confirmed with a SUIT report) as installed."""
+    """A Trusted Component a device reported (tc-list) or confirmed (Success to our Update) as installed.
+
+    ``sequence_number`` is the version when known (None: a tc-list entry matching no catalog version). A row outlives
+    the component's removal with ``installed`` false: the device keeps its anti-rollback record, so the TAM never
+    sends a sequence number at or below it again."""
 
     __tablename__ = "device_components"
 
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
     component_id: Mapped[str] = mapped_column(String(512), primary_key=True)
-    sequence_number: Mapped[int] = mapped_column(BigInteger)
+    sequence_number: Mapped[int | None] = mapped_column(BigInteger)
+    image_digest: Mapped[str | None] = mapped_column(String(200))
+    installed: Mapped[bool] = mapped_column(Boolean, default=True)
     installed_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     device: Mapped[Device] = relationship(back_populates="components")

@@ -65,8 +65,10 @@ def upgrade() -> None:
         sa.Column("attestation_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attestation_claims", sa.JSON(), nullable=True),
         sa.Column("last_evidence", sa.LargeBinary(), nullable=True),
+        sa.Column("attestation_key", sa.LargeBinary(), nullable=True),
         sa.Column("blocked", sa.Boolean(), nullable=False),
         sa.Column("blocked_reason", sa.Text(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_devices")),
         sa.UniqueConstraint("key_thumbprint", name=op.f("uq_devices_key_thumbprint")),
@@ -86,7 +88,9 @@ def upgrade() -> None:
         "device_components",
         sa.Column("device_id", sa.Integer(), nullable=False),
         sa.Column("component_id", sa.String(length=512), nullable=False),
-        sa.Column("sequence_number", sa.BigInteger(), nullable=False),
+        sa.Column("sequence_number", sa.BigInteger(), nullable=True),
+        sa.Column("image_digest", sa.String(length=200), nullable=True),
+        sa.Column("installed", sa.Boolean(), nullable=False),
         sa.Column("installed_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["device_id"], ["devices.id"], name=op.f("fk_device_components_device_id_devices"), ondelete="CASCADE"
@@ -112,9 +116,11 @@ def upgrade() -> None:
         "trusted_components",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("component_id", sa.String(length=512), nullable=False),
+        sa.Column("manifest_id", sa.String(length=512), nullable=False),
         sa.Column("sequence_number", sa.BigInteger(), nullable=False),
         sa.Column("envelope", sa.LargeBinary(), nullable=False),
-        sa.Column("manifest_digest", sa.String(length=128), nullable=False),
+        sa.Column("manifest_digest", sa.String(length=200), nullable=False),
+        sa.Column("image_digest", sa.String(length=200), nullable=True),
         sa.Column("signer_id", sa.Integer(), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -126,11 +132,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("trusted_components", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_trusted_components_component_id"), ["component_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_trusted_components_manifest_digest"), ["manifest_digest"], unique=False)
 
 
 def downgrade() -> None:
 
     with op.batch_alter_table("trusted_components", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_trusted_components_manifest_digest"))
         batch_op.drop_index(batch_op.f("ix_trusted_components_component_id"))
 
     op.drop_table("trusted_components")
