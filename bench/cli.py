@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import bench.fleet  # registers the fleet benchmark
 import bench.ours  # noqa: F401  (registers our benchmarks)
 from bench.bundle import Bundle, BundleError, default_bundle_dir
 from bench.peer import PeerError, PeerReport, PeerRow, default_peer_python, run_peer

@@ -32,9 +32,24 @@ def _root(
 
 def _register() -> None:
     # Each group lives in its own module and exposes ``app`` (a typer.Typer) and ``NAME``; adding a group is one line.
-    from veritee.cli import agent, appraise, demo, deploy, device, eventlog, ima, policy, quote, suit, tam, tc, teep
+    from veritee.cli import (
+        agent,
+        appraise,
+        demo,
+        deploy,
+        device,
+        eventlog,
+        ima,
+        node,
+        policy,
+        quote,
+        suit,
+        tam,
+        tc,
+        teep,
+    )
 
-    for module in (agent, appraise, demo, device, eventlog, ima, policy, quote, suit, tam, tc, teep):
+    for module in (agent, appraise, demo, device, eventlog, ima, node, policy, quote, suit, tam, tc, teep):
         app.add_typer(module.app, name=module.NAME)
     app.command("deploy")(deploy.deploy)
     app.command("undeploy")(deploy.undeploy)
