@@ -35,3 +35,8 @@ def test_given_digests_are_written_as_given() -> None:
         LogBuilder([HashAlg.SHA256]).add(4, 0x80000003, b"app", digests={HashAlg.SHA256: digest}).build()
     )
     assert log.events[-1].digests[HashAlg.SHA256] == digest
+
+
+def test_every_event_of_the_typical_log_hashes_like_firmware_and_grub() -> None:
+    summary = eventlog.summarize(eventlog.parse(typical_boot_log(kernel_cmdline="ro quiet")))
+    assert summary.data_mismatches == ()

@@ -72,7 +72,8 @@ def typical_boot_log(
           efi_variable_data(EFI_GLOBAL_VARIABLE, "SecureBoot", b"\x01" if secure_boot else b"\x00"))  # fmt: skip
     for pcr in range(8):
         b.add(pcr, EventType.EV_SEPARATOR, b"\x00\x00\x00\x00")
-    b.add(8, EventType.EV_IPL, f"kernel_cmdline: {kernel_cmdline}".encode() + b"\x00")
+    cmdline = kernel_cmdline.encode()  # grub hashes the command line without its "kernel_cmdline: " prefix and NUL
+    b.add(8, EventType.EV_IPL, b"kernel_cmdline: " + cmdline + b"\x00", digests={a: a.digest(cmdline) for a in banks})
     b.add(5, EventType.EV_EFI_ACTION, b"Exit Boot Services Invocation")
     b.add(5, EventType.EV_EFI_ACTION, b"Exit Boot Services Returned with Success")
     return b.build()
