@@ -9,10 +9,6 @@ STAMPS := .stamps
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config python3-venv python3-dev gcc chromium postgresql-client
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard src tests bench tools)
-# Test helper modules (tests/helpers.py, tests/*/..._support.py) are imported as top-level modules, as pytest does.
-TEST_DIRS = $(shell find tests -type d -not -name __pycache__ -not -name '.*')
-empty :=
-space := $(empty) $(empty)
 
 .PHONY: demo test lint pytest bench deps apt venv clean
 
@@ -25,7 +21,8 @@ lint: deps
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
-	MYPYPATH=src:$(subst $(space),:,$(TEST_DIRS)) $(BIN)/mypy --explicit-package-bases tests
+	bash tools/mypy_tests.sh $(BIN)/mypy
+	MYPYPATH=src $(BIN)/mypy --explicit-package-bases bench
 	$(BIN)/lint-imports
 
 pytest: deps

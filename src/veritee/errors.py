@@ -102,6 +102,10 @@ class AuthError(VeriteeError):
     """Missing or invalid credentials."""
 
 
+class ForbiddenError(AuthError):
+    """Credentials were presented but do not grant this: a wrong activation secret, a revoked key."""
+
+
 class DeviceError(VeriteeError, OSError):
     """A TPM or TEE device (or simulator) failed or is unreachable."""
 

@@ -35,3 +35,7 @@ def test_handler_returns_problem_json() -> None:
                         "error": "NotFoundError"}  # fmt: skip
     r = client.get("/auth")
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+def test_forbidden_is_403_not_401() -> None:
+    assert status_for(errors.ForbiddenError("revoked")) == 403

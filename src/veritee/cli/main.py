@@ -39,6 +39,7 @@ def _register() -> None:
         deploy,
         device,
         eventlog,
+        history,
         ima,
         node,
         policy,
@@ -47,9 +48,11 @@ def _register() -> None:
         tam,
         tc,
         teep,
+        verifier,
     )
 
-    for module in (agent, appraise, demo, device, eventlog, ima, node, policy, quote, suit, tam, tc, teep):
+    groups = (agent, appraise, demo, device, eventlog, history, ima, node, policy, quote, suit, tam, tc, teep, verifier)
+    for module in groups:
         app.add_typer(module.app, name=module.NAME)
     app.command("deploy")(deploy.deploy)
     app.command("undeploy")(deploy.undeploy)

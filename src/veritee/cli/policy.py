@@ -19,6 +19,7 @@ from veritee.appraisal.policy import (
     import_keylime_runtime_policy,
     load_policy,
 )
+from veritee.cli.node_admin import create_policy_from_node
 from veritee.errors import ValidationError, VeriteeError
 
 NAME = "policy"
@@ -92,15 +93,34 @@ def _write(policy: PolicySet, out: Path, json_output: bool) -> None:
 
 @app.command("create")
 def create_command(
-    from_bundle: Path = typer.Option(
-        ..., "--from-bundle", help="A known-good node's bundle (binary_bios_measurements, ascii_runtime_measurements)."
+    from_bundle: Path | None = typer.Option(
+        None, "--from-bundle", help="A known-good node's bundle (binary_bios_measurements, ascii_runtime_measurements)."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the policy document."),
-    name: str = typer.Option("", "--name", help="Policy name (default: the bundle directory's name)."),
+    from_node: str | None = typer.Option(
+        None, "--from-node", help="A known-good node registered with the verifier (its kept evidence; needs --db)."
+    ),
+    db: str | None = typer.Option(None, "--db", help="The verifier's database URL (with --from-node)."),
+    install: bool = typer.Option(False, "--install", help="With --from-node: also store it in the verifier."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where to write the policy document."),
+    name: str = typer.Option("", "--name", help="Policy name (default: the bundle directory's or the node's name)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Path regular expression to exclude (repeatable)."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Write the boot and runtime policy that the bundle's event log and IMA list satisfy."""
+    """Write the boot and runtime policy that a known-good node's event log and IMA list satisfy (from a bundle
+    directory, or from a node's evidence kept by the verifier)."""
+    if (from_bundle is None) == (from_node is None):
+        raise _fail(UnusableInputError("give exactly one of --from-bundle and --from-node"), json_output)
+    if from_node is not None:
+        if db is None:
+            raise _fail(UnusableInputError("--from-node needs the verifier's --db URL"), json_output)
+        if out is None and not install:
+            raise _fail(UnusableInputError("give --out, --install or both"), json_output)
+        create_policy_from_node(from_node, db, out, name=name, excludes=exclude, install=install,
+                                json_output=json_output)  # fmt: skip
+        return
+    assert from_bundle is not None
+    if out is None:
+        raise _fail(UnusableInputError("--from-bundle needs --out"), json_output)
     try:
         log_path = from_bundle / "binary_bios_measurements"
         ima_path = from_bundle / "ascii_runtime_measurements"

@@ -11,6 +11,17 @@ from veritee.store.tam_models import (
     TeepToken,
     TrustedComponent,
 )
+from veritee.store.verifier_models import (
+    VerifierEvent,
+    VerifierEventLog,
+    VerifierGroup,
+    VerifierHistory,
+    VerifierImaLog,
+    VerifierNode,
+    VerifierOutbox,
+    VerifierPolicy,
+    VerifierReplica,
+)
 
 __all__ = [
     "AdminToken",
@@ -22,4 +33,13 @@ __all__ = [
     "TcSigner",
     "TeepToken",
     "TrustedComponent",
+    "VerifierEvent",
+    "VerifierEventLog",
+    "VerifierGroup",
+    "VerifierHistory",
+    "VerifierImaLog",
+    "VerifierNode",
+    "VerifierOutbox",
+    "VerifierPolicy",
+    "VerifierReplica",
 ]

@@ -15,6 +15,7 @@ from veritee import errors
 
 # Most specific first: the first family an error belongs to decides the status.
 STATUS_BY_FAMILY: tuple[tuple[type[errors.VeriteeError], HTTPStatus], ...] = (
+    (errors.ForbiddenError, HTTPStatus.FORBIDDEN),
     (errors.AuthError, HTTPStatus.UNAUTHORIZED),
     (errors.NotFoundError, HTTPStatus.NOT_FOUND),
     (errors.ConflictError, HTTPStatus.CONFLICT),
