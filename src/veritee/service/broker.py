@@ -24,10 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -53,6 +52,7 @@ __all__ = [
 ]
 
 TEEP_MEDIA_TYPE: Final = "application/teep+cbor"
+_USER_AGENT: Final = f"veritee-teep-broker/{__version__}"
 _log = logging.getLogger(__name__)
 
 
@@ -157,16 +157,6 @@ class SessionOutcome:
         )
 
 
-class _NoCookies(DefaultCookiePolicy):
-    """Refuse to store or return any cookie: the binding forbids them."""
-
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-
 def _ssl_context(verify: ssl.SSLContext | str | Path | bool) -> ssl.SSLContext | bool:
     if isinstance(verify, ssl.SSLContext) or verify is True:
         return verify
@@ -222,19 +212,14 @@ class Broker:
         self.rand = rand
         self.max_message_size = max_message_size
         self.max_exchanges = max_exchanges
-        self._client = httpx.Client(
-            verify=_ssl_context(verify),
-            timeout=timeout,
-            follow_redirects=False,
-            cookies=CookieJar(policy=_NoCookies()),
-            transport=transport,
-            proxy=proxy,
-            trust_env=False,  # configuration is passed in: no proxies or CA bundles from the environment
-            headers={"User-Agent": f"veritee-teep-broker/{__version__}"},
-        )
+        # The transport itself, not an httpx.Client: no redirect following, no cookie jar (nothing to store or
+        # send), no environment (trust_env off: no proxies or CA bundles from it); one keep-alive connection pool.
+        self._transport = transport or httpx.HTTPTransport(verify=_ssl_context(verify), proxy=proxy, trust_env=False)
+        self._url = httpx.URL(tam_url)
+        self._timeout = {"timeout": httpx.Timeout(timeout).as_dict()}
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
 
     def __enter__(self) -> Broker:
         return self
@@ -299,7 +284,7 @@ class Broker:
 
     # --- one request, with retries --------------------------------------------------------------------------------
     def _post(self, body: bytes, counters: _Counters) -> bytes:
-        headers = {"Accept": TEEP_MEDIA_TYPE}
+        headers = {"Accept": TEEP_MEDIA_TYPE, "User-Agent": _USER_AGENT}
         if body:
             headers["Content-Type"] = TEEP_MEDIA_TYPE
         attempt = 0
@@ -318,10 +303,14 @@ class Broker:
             self.sleep(wait)
 
     def _attempt(self, body: bytes, headers: dict[str, str], counters: _Counters) -> bytes:
+        request = httpx.Request("POST", self._url, content=body, headers=headers, extensions=self._timeout)
         try:
-            with self._client.stream("POST", self.tam_url, content=body, headers=headers) as response:
+            response = self._transport.handle_request(request)
+            try:
                 counters.exchanges += 1
                 return self._read(response)
+            finally:
+                response.close()
         except httpx.TransportError as exc:  # connection refused / reset, timeouts, protocol errors
             tls = _tls_cause(exc)
             if tls is not None:

@@ -20,15 +20,16 @@ waiting for the genuine answer); nothing is stored unless the message verified a
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from typing import Final
+from datetime import datetime
+from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
 from veritee import cbor
 from veritee.cose import CoseKey
 from veritee.errors import (
-    DecodeError,
     FreshnessError,
     ProtocolError,
     StorageError,
@@ -39,16 +40,8 @@ from veritee.errors import (
 from veritee.service.tam import TamService, utc
 from veritee.service.tam_attest import AttestationRequest, Verdict, attest
 from veritee.service.tam_ids import component_id_from_text, component_id_to_text, digest_from_parts, digest_text
-from veritee.service.tam_policy import (
-    CatalogVersion,
-    DeviceTc,
-    Selector,
-    UpdatePlan,
-    plan_update,
-    wanted_components,
-)
+from veritee.service.tam_policy import CatalogVersion, DeviceTc, Selector, UpdatePlan, plan_update, wanted_components
 from veritee.store import tam_repo as repo
-from veritee.store.tam_models import Device, TrustedComponent
 from veritee.teep.codes import DataItem
 from veritee.teep.cose_wrap import peek_message
 from veritee.teep.events import (
@@ -65,6 +58,7 @@ from veritee.teep.tam import TamConfig, TamSession, TamState
 __all__ = ["SessionCapacityError", "TeepEndpoint", "TokenReusedError", "UnknownSessionError", "message_token"]
 
 MAX_RESTARTS: Final = 2
+PURGE_INTERVAL: Final = 1.0  # seconds between purges of expired tokens and sessions
 
 
 class UnknownSessionError(ProtocolError):
@@ -81,10 +75,16 @@ class SessionCapacityError(StorageError):
 
 def message_token(data: bytes, *, compat: bool = False) -> bytes:
     """The token of a (COSE-wrapped) TEEP message, read WITHOUT verification: only to find its session."""
-    message = decode_message(peek_message(data).payload, compat=compat)
+    return _peek(data, compat)[0]
+
+
+def _peek(data: bytes, compat: bool) -> tuple[bytes, list[bytes]]:
+    """(token, kids) of a TEEP message, read without verification."""
+    peeked = peek_message(data)
+    message = decode_message(peeked.payload, compat=compat)
     if message.token is None:
         raise ValidationError("the TEEP message carries no token")
-    return message.token
+    return message.token, [k for k in peeked.kids if k is not None]
 
 
 @dataclass
@@ -94,6 +94,8 @@ class _Entry:
     device_id: int | None = None
     plan: UpdatePlan | None = None
     restarts: int = 0
+    device: repo.DeviceRecord | None = None
+    rows: frozenset[str] = frozenset()  # components the device had a row for when the plan was made
 
 
 class SessionRegistry:
@@ -133,7 +135,13 @@ class SessionRegistry:
 
 
 class TeepEndpoint:
-    """The TAM side of TEEP over HTTP for one :class:`TamService`."""
+    """The TAM side of TEEP over HTTP for one :class:`TamService`.
+
+    Hot path: every message is at most one read transaction (the Agent's key on its first message) and one write
+    transaction of a few prebuilt Core statements; on SQLite the write transactions of this process take a lock
+    first, so that concurrent sessions queue here instead of in SQLite's sleeping busy handler. Expired tokens and
+    sessions are purged at most every ``PURGE_INTERVAL`` seconds (expired ones are refused anyway).
+    """
 
     def __init__(self, service: TamService) -> None:
         self.service = service
@@ -151,99 +159,135 @@ class TeepEndpoint:
             compat=self.config.compat,
             random=self.config.random,
         )
+        self._writes: AbstractContextManager[Any] = threading.Lock() if self.db.dialect == "sqlite" else nullcontext()
+        self._purged_at: float | None = None
 
     # --- entry point ------------------------------------------------------------------------------------------
     def handle(self, body: bytes) -> bytes | None:
         now = self.config.clock()
         if not body:
             return self._open(now)
-        token = message_token(body, compat=self.config.compat)
+        token, kids = _peek(body, self.config.compat)
         entry = self.sessions.take(token, now)
         if entry is None:
             raise UnknownSessionError("the message answers no open TEEP session (unknown, answered or expired token)")
         session = entry.session
+        known: dict[str, bytes | None] = {}
         if session.agent_key is None:
-            session.config = replace(self._tam_config, agent_keys=self._candidate_keys(body))
+            keys, known = self._candidate_keys(kids)
+            session.config = replace(self._tam_config, agent_keys=keys)
         try:
             events = session.receive(body, now)
         except VeriteeError:
             if session.state not in (TamState.ERROR, TamState.CLOSED):
                 self.sessions.put(token, entry, now)  # dropped: keep waiting for the genuine answer
             raise
-        verdict = self._appraise(session, events, token, now)
-        with self.db.transaction() as s:
-            if not repo.consume_teep_token(s, token.hex(), utc(now)):
+        verdict = self._appraise(session, events, token, now, known)
+        changes = _changes(entry, events, verdict)
+        at = utc(now)
+        with self._writes, self.db.transaction() as s:
+            if not repo.consume_teep_token(s, token.hex(), at):
                 raise TokenReusedError("this TEEP token was already used or has expired")
-            device = self._device(s, session, events, now)
+            device, enrolled = self._device(s, entry, session, events, at, changes)
+            if not enrolled and not repo.touch_device(s, device, at, changes):
+                raise UntrustedSignerError("the Agent's key belongs to no registered device")
             entry.device_id = device.id
+            components: dict[str, repo.ComponentState] | None = None
             for event in events:
-                self._record(s, entry, device, event, verdict, now)
-            reply = self._next(s, entry, device, events, now)
-        if reply is not None:
-            self.sessions.put(message_token(reply), entry, now)
+                if isinstance(event, EvidenceReceived) and verdict is not None:
+                    entry.session.attestation_result(verdict.passed, verdict.claims if verdict.passed else None)
+                elif isinstance(event, DeviceStateReported):
+                    components = self._sync_components(s, device, event, at, {} if enrolled else None)
+                elif isinstance(event, SuccessReceived):
+                    self._apply_plan(s, entry, device, event, at)
+            sent = self._next(s, entry, device, components, events, now)
+        if sent is None:
+            return None
+        reply, reply_token = sent
+        self.sessions.put(reply_token, entry, now)
         return reply
 
     def _open(self, now: float) -> bytes:
         session = TamSession(self._tam_config)
         data = session.start(now)
         token = message_token(data)
-        self.sessions.purge(now)
+        purge = self._purged_at is None or not 0 <= now - self._purged_at < PURGE_INTERVAL
+        if purge:
+            self._purged_at = now
+            self.sessions.purge(now)
         self.sessions.put(token, _Entry(session, now + self.config.token_lifetime), now)  # capacity first
         try:
-            with self.db.transaction() as s:
-                repo.purge_teep_tokens(s, utc(now))
-                self._issue(s, data, None, now)
+            with self._writes, self.db.transaction() as s:
+                if purge:
+                    repo.purge_teep_tokens(s, utc(now))
+                self._issue(s, token, None, now)
         except VeriteeError:
             self.sessions.take(token, now)
             raise
         return data
 
-    def _issue(self, s: Session, data: bytes, device_id: int | None, now: float) -> None:
-        token = message_token(data)
+    def _issue(self, s: Session, token: bytes, device_id: int | None, now: float) -> None:
         expires = now + self.config.token_lifetime
         repo.issue_teep_token(s, token.hex(), device_id=device_id, issued_at=utc(now), expires_at=utc(expires))
 
     # --- who is talking ---------------------------------------------------------------------------------------
-    def _candidate_keys(self, body: bytes) -> tuple[CoseKey, ...]:
+    def _candidate_keys(self, kids: list[bytes]) -> tuple[tuple[CoseKey, ...], dict[str, bytes | None]]:
         """Trust anchors for an Agent's first message: the registered device its kid names, or (no kid) every
-        registered device key up to a bound."""
-        try:
-            kids = [k for k in peek_message(body).kids if k is not None]
-        except DecodeError:
-            return ()
+        registered device key up to a bound; and the attestation key of every device looked up (None: it has
+        none, or no device has that key), so that the evidence is appraised without another lookup."""
         with self.db.transaction() as s:
-            if kids:
-                devices = [repo.device_by_thumbprint(s, kid.hex()) for kid in kids]
-                raw = [d.cose_key for d in devices if d is not None]
-            else:
-                raw = repo.all_device_keys(s, self.config.max_keyless_candidates)
-        return tuple(CoseKey.from_cose_key(k) for k in raw)
+            rows = repo.teep_device_keys(s, [k.hex() for k in kids] if kids else None,
+                                         self.config.max_keyless_candidates)  # fmt: skip
+        known: dict[str, bytes | None] = {kid.hex(): None for kid in kids}
+        keys: list[CoseKey] = []
+        for cose_key, thumbprint, attestation_key in rows:
+            keys.append(CoseKey.from_cose_key(cose_key))
+            known[thumbprint] = attestation_key
+        return tuple(keys), known
 
-    def _device(self, s: Session, session: TamSession, events: list[Event], now: float) -> Device:
+    def _device(
+        self,
+        s: Session,
+        entry: _Entry,
+        session: TamSession,
+        events: list[Event],
+        at: datetime,
+        changes: repo.DeviceChanges,
+    ) -> tuple[repo.DeviceRecord, bool]:
+        """The Agent's device (looked up again when it reports its state; enrolled with ``changes`` when allowed and
+        unknown), and whether it was enrolled now."""
+        if entry.device is not None and not any(isinstance(e, DeviceStateReported) for e in events):
+            return entry.device, False
         key = session.agent_key
         assert key is not None  # receive() verified a signature
         thumbprint = key.thumbprint().hex()
-        device = repo.device_by_thumbprint(s, thumbprint)
+        device = repo.teep_device(s, thumbprint)
+        enrolled = False
         if device is None:
             learned = any(isinstance(e, AgentAuthenticated) and e.learned for e in events)
             if not learned or not self.config.enroll_on_first_contact:
                 raise UntrustedSignerError("the Agent's key belongs to no registered device")
-            device = repo.create_device(
-                s, key_thumbprint=thumbprint, cose_key=cbor.encode(key.public().to_cose_key()), seen_at=utc(now)
-            )
-        device.last_seen_at = utc(now)
-        return device
+            cose_key = cbor.encode(key.public().to_cose_key())
+            device = repo.enrol_device(s, key_thumbprint=thumbprint, cose_key=cose_key, seen_at=at, changes=changes)
+            enrolled = True
+        entry.device = device
+        return device, enrolled
 
     # --- attestation ------------------------------------------------------------------------------------------
-    def _appraise(self, session: TamSession, events: list[Event], token: bytes, now: float) -> Verdict | None:
+    def _appraise(
+        self, session: TamSession, events: list[Event], token: bytes, now: float, known: dict[str, bytes | None]
+    ) -> Verdict | None:
         evidence = next((e for e in events if isinstance(e, EvidenceReceived)), None)
         if evidence is None:
             return None
         key = session.agent_key
         assert key is not None
         thumbprint = key.thumbprint().hex()
-        with self.db.transaction() as s:
-            device = repo.device_by_thumbprint(s, thumbprint)
+        if thumbprint in known:
+            own = known[thumbprint]
+        else:
+            with self.db.transaction() as s:
+                device = repo.teep_device(s, thumbprint)
             own = device.attestation_key if device is not None else None
         request = AttestationRequest(
             payload=evidence.evidence,
@@ -257,30 +301,16 @@ class TeepEndpoint:
         return attest(request, self.config.attestation)
 
     # --- recording what happened ------------------------------------------------------------------------------
-    def _record(
-        self, s: Session, entry: _Entry, device: Device, event: Event, verdict: Verdict | None, now: float
-    ) -> None:
-        if isinstance(event, EvidenceReceived) and verdict is not None:
-            repo.record_attestation(
-                s,
-                device,
-                status=verdict.status,
-                at=utc(now),
-                claims=verdict.to_json(),
-                evidence=event.evidence,
-                error=None if verdict.passed else f"attestation failed: {verdict.reason}",
-            )
-            passed_claims = verdict.claims if verdict.passed else None
-            entry.session.attestation_result(verdict.passed, passed_claims)
-        elif isinstance(event, DeviceStateReported):
-            self._sync_components(s, device, event, now)
-        elif isinstance(event, SuccessReceived):
-            self._apply_plan(s, device, entry.plan, event, now)
-        elif isinstance(event, ErrorReceived):
-            device.last_error = f"TEEP Error {event.code.name} answering {event.during}: {event.msg or ''}".strip()
-
-    def _sync_components(self, s: Session, device: Device, event: DeviceStateReported, now: float) -> None:
-        """Make the device's components what its tc-list says (an absent tc-list: nothing installed)."""
+    def _sync_components(
+        self,
+        s: Session,
+        device: repo.DeviceRecord,
+        event: DeviceStateReported,
+        at: datetime,
+        rows: dict[str, repo.ComponentState] | None,
+    ) -> dict[str, repo.ComponentState]:
+        """Make the device's components what its tc-list says (an absent tc-list: nothing installed); returns the
+        device's components afterwards (``rows``: what it had, when known without a query)."""
         reported: dict[str, str | None] = {}
         for entry in event.tc_list:
             try:
@@ -289,51 +319,63 @@ class TeepEndpoint:
                 reported[component_id] = digest_from_parts(*raw) if raw is not None else None
             except ValidationError:
                 continue  # an entry we cannot name or read: not ours to manage
-        rows = repo.device_components(s, device.id)
-        at = utc(now)
+        rows = repo.component_states(s, device.id) if rows is None else rows
         for component_id, digest in reported.items():
             row = rows.get(component_id)
             if row is not None and row.installed and (digest is None or row.image_digest == digest):
                 continue  # unchanged (or no digest to tell otherwise)
-            matches = repo.tcs_by_image_digest(s, component_id, digest) if digest is not None else []
-            seq = max((m.sequence_number for m in matches), default=None)
-            repo.set_component(s, device.id, component_id, sequence_number=seq, image_digest=digest,
-                               installed=True, at=at)  # fmt: skip
-        for component_id, row in rows.items():
+            matches = repo.sequence_numbers_by_image_digest(s, component_id, digest) if digest is not None else []
+            seq = max(matches, default=None)
+            repo.upsert_component(s, device.id, component_id, sequence_number=seq, image_digest=digest,
+                                  installed=True, at=at)  # fmt: skip
+            rows[component_id] = repo.ComponentState(seq, digest, True)
+        for component_id, row in list(rows.items()):
             if row.installed and component_id not in reported:
                 repo.mark_removed(s, device.id, component_id, at)
+                rows[component_id] = repo.ComponentState(row.sequence_number, row.image_digest, False)
+        return rows
 
     def _apply_plan(
-        self, s: Session, device: Device, plan: UpdatePlan | None, event: SuccessReceived, now: float
+        self, s: Session, entry: _Entry, device: repo.DeviceRecord, event: SuccessReceived, at: datetime
     ) -> None:
+        plan = entry.plan
         if plan is None:
             return
-        at = utc(now)
-        confirmed = {digest_text(r.digest) for r in event.reports if r.success}
-        unconfirmed: list[str] = []
+        confirmed = _confirmed(event)
         for version in plan.install:
             if event.reports and version.manifest_digest not in confirmed:
-                unconfirmed.append(version.component_id)
                 continue
-            repo.mark_installed(s, device.id, version.component_id, version.sequence_number, version.image_digest, at)
+            repo.upsert_component(s, device.id, version.component_id, sequence_number=version.sequence_number,
+                                  image_digest=version.image_digest, installed=True, at=at,
+                                  exists=version.component_id in entry.rows)  # fmt: skip
         for version in plan.remove:
             repo.mark_removed(s, device.id, version.component_id, at)
-        device.last_error = f"Success without a SUIT report for {', '.join(unconfirmed)}" if unconfirmed else None
 
     # --- what to send next ------------------------------------------------------------------------------------
-    def _next(self, s: Session, entry: _Entry, device: Device, events: list[Event], now: float) -> bytes | None:
+    def _next(
+        self,
+        s: Session,
+        entry: _Entry,
+        device: repo.DeviceRecord,
+        components: dict[str, repo.ComponentState] | None,
+        events: list[Event],
+        now: float,
+    ) -> tuple[bytes, bytes] | None:
         session = entry.session
         if session.state is TamState.READY:
             if device.blocked or (self.config.require_attestation and not session.attestation_passed):
                 session.close()
                 return None
-            plan = self.plan_for(s, device)
+            if components is None:
+                components = repo.component_states(s, device.id)
+            plan = self.plan_for(s, device, components)
+            entry.rows = frozenset(components)
             if plan.empty:
                 session.close()
                 return None
-            envelopes = [bytes(repo.tc_by_id(s, v.id).envelope) for v in plan.install]
+            by_id = repo.envelopes_by_id(s, [v.id for v in plan.install])
             unneeded = [component_id_from_text(v.manifest_id) for v in plan.remove]
-            data = session.send_update(envelopes, unneeded, now)
+            data = session.send_update([by_id[v.id] for v in plan.install], unneeded, now)
             entry.plan = plan
         elif session.state is TamState.IDLE and entry.restarts < MAX_RESTARTS and _retry(events):
             entry.restarts += 1  # ERR_UNSUPPORTED_CIPHER_SUITES with suites in common: ask again with one of them
@@ -341,37 +383,61 @@ class TeepEndpoint:
         else:
             session.close()
             return None
+        token = message_token(data)
         entry.expires = now + self.config.token_lifetime
-        self._issue(s, data, device.id, now)
-        return data
+        self._issue(s, token, device.id, now)
+        return data, token
 
     def preview(self, ref: str | int) -> UpdatePlan:
         """What an Update to the device ``ref`` would carry if it asked now (ignoring attestation and blocking)."""
         with self.db.transaction() as s:
-            return self.plan_for(s, self.service.device_row(s, ref))
+            return self.plan_for(s, repo.DeviceRecord.of(self.service.device_row(s, ref)))
 
-    def plan_for(self, s: Session, device: Device) -> UpdatePlan:
-        """What an Update to ``device`` would carry now (see :func:`veritee.service.tam_policy.plan_update`)."""
-        deployments = [
-            (d.component_id, Selector.from_json(d.selector), d.min_sequence_number) for d in repo.list_deployments(s)
-        ]
-        wanted = wanted_components(deployments, device.id, device.key_thumbprint, device.attributes or {})
-        has = {
-            cid: DeviceTc(cid, row.sequence_number, row.installed)
-            for cid, row in repo.device_components(s, device.id).items()
-        }
-        components = set(wanted) | set(has)
-        newest = {cid: _version(tc) for cid, tc in repo.newest_tcs(s, components).items()}
-        versions: dict[str, dict[int, CatalogVersion]] = {}
-        for cid in set(has) & set(newest):
-            versions[cid] = {tc.sequence_number: _version(tc) for tc in repo.tcs_of_component(s, cid)}
+    def plan_for(
+        self, s: Session, device: repo.DeviceRecord, components: dict[str, repo.ComponentState] | None = None
+    ) -> UpdatePlan:
+        """What an Update to ``device`` would carry now (see :func:`veritee.service.tam_policy.plan_update`);
+        ``components``: the device's components when already read in this transaction."""
+        rules = [(cid, Selector.from_json(selector), minimum) for cid, selector, minimum in repo.deployment_rules(s)]
+        wanted = wanted_components(rules, device.id, device.key_thumbprint, device.attributes)
+        states = repo.component_states(s, device.id) if components is None else components
+        has = {cid: DeviceTc(cid, row.sequence_number, row.installed) for cid, row in states.items()}
+        newest = {cid: _version(v) for cid, v in repo.newest_versions(s, set(wanted) | set(has)).items()}
+        removable = [cid for cid, tc in has.items() if tc.installed and cid not in wanted and cid in newest]
+        versions = {cid: {seq: _version(v) for seq, v in by_seq.items()}
+                    for cid, by_seq in repo.versions_of(s, removable).items()}  # fmt: skip
         return plan_update(wanted, has, newest, versions)
+
+
+def _confirmed(event: SuccessReceived) -> set[str]:
+    return {digest_text(r.digest) for r in event.reports if r.success}
+
+
+def _changes(entry: _Entry, events: list[Event], verdict: Verdict | None) -> repo.DeviceChanges:
+    """The device-row changes ``events`` make: the attestation result, and the last error (set or cleared)."""
+    changes = repo.DeviceChanges()
+    for event in events:
+        if isinstance(event, EvidenceReceived) and verdict is not None:
+            error = None if verdict.passed else f"attestation failed: {verdict.reason}"
+            attestation = (verdict.status, verdict.to_json(), event.evidence)
+            changes = replace(changes, attestation=attestation, set_error=changes.set_error or error is not None,
+                              error=error if error is not None else changes.error)  # fmt: skip
+        elif isinstance(event, ErrorReceived):
+            error = f"TEEP Error {event.code.name} answering {event.during}: {event.msg or ''}".strip()
+            changes = replace(changes, set_error=True, error=error)
+        elif isinstance(event, SuccessReceived) and entry.plan is not None:
+            confirmed = _confirmed(event)
+            unconfirmed = [v.component_id for v in entry.plan.install
+                           if event.reports and v.manifest_digest not in confirmed]  # fmt: skip
+            error = f"Success without a SUIT report for {', '.join(unconfirmed)}" if unconfirmed else None
+            changes = replace(changes, set_error=True, error=error)
+    return changes
 
 
 def _retry(events: list[Event]) -> bool:
     return any(isinstance(e, ErrorReceived) and e.retry_suites for e in events)
 
 
-def _version(tc: TrustedComponent) -> CatalogVersion:
+def _version(tc: repo.VersionRecord) -> CatalogVersion:
     return CatalogVersion(tc.id, tc.component_id, tc.manifest_id, tc.sequence_number, tc.manifest_digest,
                           tc.image_digest)  # fmt: skip

@@ -20,7 +20,7 @@ from veritee.service.tam import TamService
 from veritee.service.tam_teep import TeepEndpoint
 from veritee.web.errors import install_error_handlers
 from veritee.web.tam_admin import admin_router
-from veritee.web.teep_http import SecurityHeadersMiddleware, teep_router
+from veritee.web.teep_http import SecurityHeadersMiddleware, TeepFastPath, teep_router
 
 __all__ = ["TamAppLimits", "create_tam_app", "uvicorn_config"]
 
@@ -48,8 +48,9 @@ def create_tam_app(service: TamService, *, limits: TamAppLimits | None = None) -
     app.state.tam_service = service
     app.state.teep_endpoint = endpoint
     install_error_handlers(app)
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.include_router(teep_router(endpoint, max_body=limits.max_teep_body))
+    app.add_middleware(TeepFastPath, endpoint=endpoint, max_body=limits.max_teep_body)  # POST /tam, the hot path
+    app.add_middleware(SecurityHeadersMiddleware)  # added last: outside TeepFastPath, so it covers its answers
+    app.include_router(teep_router(endpoint, max_body=limits.max_teep_body))  # the documented route behind it
     app.include_router(admin_router(service, endpoint, max_envelope=limits.max_envelope))
     return app
 
