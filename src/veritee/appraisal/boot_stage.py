@@ -18,8 +18,7 @@ When no kernel entry matches, the findings are those of the entry that comes clo
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from veritee.appraisal.findings import Finding, finding
@@ -28,48 +27,74 @@ from veritee.errors import DecodeError, UnsupportedAlgorithmError
 from veritee.eventlog import EventLog, EventType, parse
 from veritee.eventlog.replay import Replay, replay
 from veritee.eventlog.summary import BootSummary, Measurement, summarize
-from veritee.eventlog.uefi import SignatureEntry
+from veritee.eventlog.uefi import SignatureEntry, SignatureLists
 from veritee.tpm.alg import HashAlg
 
 __all__ = ["BootRecord", "appraise_boot", "check_boot_policy", "check_expected_pcrs", "load_boot_log"]
 
 PcrBanks = Mapping[HashAlg, Mapping[int, bytes]]
 _SHA256 = HashAlg.SHA256
-_BSA = EventType.EV_EFI_BOOT_SERVICES_APPLICATION
 _NO_ACTION = EventType.EV_NO_ACTION
 _BOOT_PCRS = frozenset((*range(10), 14))
-# The PCR 9 files Keylime's example policy accepts (full matches of the path grub logs).
-_LOADER_ENTRIES = re.compile(r".*/loader/entries.*")
-_GRUB_FILES = re.compile(r".*/grub.*")
-_VMLINUZ = re.compile(r".*/vmlinuz.*|grub_linuxefi Kernel")  # RHEL 8's linuxefi names what it measured
-_INITRD = re.compile(r".*/initrd.*|.*/initramfs.*|grub_linuxefi Initrd")
+
+
+# The PCR 9 files Keylime's example policy accepts: full matches of the path grub logs with ``.*/loader/entries.*``,
+# ``.*/grub.*``, ``.*/vmlinuz.*|grub_linuxefi Kernel`` (RHEL 8's linuxefi names what it measured) and
+# ``.*/initrd.*|.*/initramfs.*|grub_linuxefi Initrd``. Without DOTALL, ``.*X.*`` fully matches a path exactly when
+# the path contains X and no line break, which is how they are tested here (a regular expression scan costs more).
+def _keylime_full_match(path: str, needles: tuple[str, ...], literal: str | None = None) -> bool:
+    if path == literal:
+        return True
+    return "\n" not in path and any(needle in path for needle in needles)
+
+
+def _is_initrd(path: str) -> bool:
+    return _keylime_full_match(path, ("/initrd", "/initramfs"), "grub_linuxefi Initrd")
+
+
+def _is_vmlinuz(path: str) -> bool:
+    return _keylime_full_match(path, ("/vmlinuz",), "grub_linuxefi Kernel")
+
+
+def _is_boot_config(path: str) -> bool:
+    return _keylime_full_match(path, ("/loader/entries", "/grub"))
 
 
 @dataclass(frozen=True, slots=True)
 class BootRecord:
     """A decoded event log, kept in the node state: the same boot's log is not decoded again next round."""
 
-    digest: bytes
+    data: bytes  # the log as received: the next round's log is compared with it byte for byte
     log: EventLog
     replay: Replay
     summary: BootSummary
     extended: frozenset[int]
     #: Memo of the boot policy findings of this log's summary, by policy id (they depend on nothing else).
     policy_findings: dict[str, tuple[Finding, ...]] = field(default_factory=dict, compare=False, repr=False)
+    #: The banks ``replay`` computed (None: every bank of the log); its notes cover every bank either way.
+    replayed_banks: frozenset[HashAlg] | None = None
+
+    @property
+    def digest(self) -> bytes:
+        """The SHA-256 of the log."""
+        return hashlib.sha256(self.data).digest()
 
 
-def load_boot_log(data: bytes, previous: BootRecord | None) -> BootRecord:
-    """Decode, replay and summarise ``data``, or reuse ``previous`` when it is the same log (same SHA-256)."""
-    digest = hashlib.sha256(data).digest()
-    if previous is not None and previous.digest == digest:
+def load_boot_log(data: bytes, previous: BootRecord | None, *, banks: Collection[HashAlg] | None = None) -> BootRecord:
+    """Decode, replay and summarise ``data``, or reuse ``previous`` when it is the same log (the same bytes).
+
+    ``banks`` limits the replay to the banks a quote covers (see :func:`veritee.eventlog.replay.replay`).
+    """
+    if previous is not None and previous.data == data:
         return previous
     log = parse(data)
     return BootRecord(
-        digest=digest,
+        data=data,
         log=log,
-        replay=replay(log),
+        replay=replay(log, banks=banks),
         summary=summarize(log),
         extended=frozenset(event.pcr for event in log.events if event.type != _NO_ACTION),
+        replayed_banks=None if banks is None else frozenset(banks),
     )
 
 
@@ -84,11 +109,11 @@ def appraise_boot(
 ) -> BootRecord | None:
     """Replay the log against the quoted PCRs and check its summary against ``policy``; append findings.
 
-    With ``previous`` holding the same log (by digest), decoding is skipped and, for the same ``policy_id``, so is
+    With ``previous`` holding the same log, decoding is skipped and, for the same ``policy_id``, so is
     the summary's policy check; the comparison with the quoted PCRs is always done.
     """
     try:
-        record = load_boot_log(data, previous)
+        record = load_boot_log(data, previous, banks=tuple(quoted))
     except (DecodeError, UnsupportedAlgorithmError) as exc:
         findings.append(finding("evidence.malformed", f"event log cannot be decoded: {exc}", part="event_log"))
         return None
@@ -113,8 +138,11 @@ def _compare_pcrs(record: BootRecord, quoted: PcrBanks, findings: list[Finding])
     """Every quoted PCR the log extends must be what the log replays to (the ExitBootServices workaround of
     :func:`veritee.eventlog.replay.replay` is tried when PCR 5 differs). Returns the replay compared."""
     result = record.replay
+    banks = record.replayed_banks
+    if banks is not None and any(alg not in banks for alg in quoted):  # the last round's quote had other banks
+        result = replay(record.log, banks=tuple(quoted))
     if any(5 in bank and result.pcrs.get(alg, {}).get(5) not in (None, bytes(bank[5])) for alg, bank in quoted.items()):
-        result = replay(record.log, reference=quoted)
+        result = replay(record.log, reference=quoted, banks=tuple(quoted))
     for alg, bank in quoted.items():
         replayed = result.pcrs.get(alg)
         for pcr, value in sorted(bank.items()):
@@ -199,6 +227,30 @@ def _keys(
         )
 
 
+def _all_allowed(lists: SignatureLists | None, allowed_raw: frozenset[bytes]) -> bool:
+    """Whether every entry of ``lists`` is allowed, compared as stored bytes (no entry decoded): exactly when
+    :func:`_keys` finds nothing to report."""
+    return lists is not None and all(map(allowed_raw.__contains__, lists.raw_entries()))
+
+
+def _all_present(lists: SignatureLists | None, policy: CompiledBootPolicy) -> bool:
+    """Whether every dbx entry the policy requires is in ``lists``, compared as stored bytes: as one run when the
+    log lists them in the policy's order, else one by one (``dbx_raw`` lacks the entries without an owner, which no
+    list can hold: then the answer is no). Exactly when the full check finds nothing to report."""
+    required, required_raw = policy.dbx, policy.dbx_raw
+    if required is None or required_raw is None:
+        return True
+    if len(required_raw) != len(required):
+        return False
+    if not required_raw:
+        return True
+    if lists is None:
+        return False
+    if policy.dbx_run is not None and lists.contains_run(*policy.dbx_run):
+        return True
+    return required_raw.issubset(lists.raw_entries())
+
+
 def check_boot_policy(summary: BootSummary, policy: CompiledBootPolicy, findings: list[Finding]) -> None:
     """Every rule of ``policy`` about the log (all but the fixed PCR values) against ``summary``; one finding per
     violation."""
@@ -216,10 +268,19 @@ def check_boot_policy(summary: BootSummary, policy: CompiledBootPolicy, findings
                 event=index,
             )
         )
-    _keys("PK", "boot.pk_mismatch", summary.pk, policy.pk, findings)
-    _keys("KEK", "boot.kek_mismatch", summary.kek, policy.kek, findings)
-    _keys("db", "boot.db_mismatch", summary.db, policy.db, findings)
-    if policy.dbx is not None:
+    # The databases are compared as bytes; only a database that fails is decoded, for the finding's details.
+    for name, finding_id, allowed, allowed_raw in (
+        ("PK", "boot.pk_mismatch", policy.pk, policy.pk_raw),
+        ("KEK", "boot.kek_mismatch", policy.kek, policy.kek_raw),
+        ("db", "boot.db_mismatch", policy.db, policy.db_raw),
+    ):
+        if (
+            allowed is not None
+            and allowed_raw is not None
+            and not _all_allowed(summary.signature_lists(name), allowed_raw)
+        ):
+            _keys(name, finding_id, _logged_entries(summary, name), allowed, findings)
+    if policy.dbx is not None and not _all_present(summary.signature_lists("dbx"), policy):
         logged = frozenset((entry.owner, entry.data) for entry in summary.dbx or ())
         missing = policy.dbx - logged
         if missing:
@@ -237,6 +298,15 @@ def check_boot_policy(summary: BootSummary, policy: CompiledBootPolicy, findings
     _check_mok(summary, "MokListX", "boot.mokx_mismatch", policy.mokx, findings)
     if policy.kernels is not None:
         _check_kernels(summary, policy.kernels, findings)
+
+
+def _logged_entries(summary: BootSummary, name: str) -> tuple[SignatureEntry, ...] | None:
+    """The decoded entries of one database (only that one is decoded)."""
+    if name == "PK":
+        return summary.pk
+    if name == "KEK":
+        return summary.kek
+    return summary.db
 
 
 def check_expected_pcrs(policy: CompiledBootPolicy, quoted: PcrBanks, findings: list[Finding]) -> None:
@@ -406,18 +476,18 @@ def _kernel_problems(
 
 
 def _check_kernels(summary: BootSummary, kernels: tuple[CompiledKernel, ...], findings: list[Finding]) -> None:
-    apps = [app.digests.get(_SHA256) for app in summary.efi_apps if app.pcr == 4 and app.event_type is _BSA]
+    apps = summary.application_digests(4, _SHA256)  # the EV_EFI_BOOT_SERVICES_APPLICATION events of PCR 4
     initrds: list[Measurement] = []
     vmlinuzes: list[Measurement] = []
     for measured in summary.ipl_files:
         if measured.pcr != 9:
             continue
         path = measured.description
-        if _INITRD.fullmatch(path):
+        if _is_initrd(path):
             initrds.append(measured)
-        elif _VMLINUZ.fullmatch(path):
+        elif _is_vmlinuz(path):
             vmlinuzes.append(measured)
-        elif not (_LOADER_ENTRIES.fullmatch(path) or _GRUB_FILES.fullmatch(path)):
+        elif not _is_boot_config(path):
             findings.append(
                 finding(
                     "boot.unexpected_file",

@@ -130,15 +130,17 @@ def replay_lines(
     number = state.next_line
     count = 0
     if banks == (HashAlg.SHA256,):
-        # The common case (a SHA-256 quote): one extend per known line, one comparison.
-        sha256 = hashlib.sha256
+        # The common case (a SHA-256 quote): one extend per known line, one comparison. (Copying a fresh hash
+        # object costs less than creating one; the lines are looked up by map, outside the interpreter loop.)
+        fresh = hashlib.sha256().copy
         want = checks[0][1] if checks else None
         value = current[0]
-        for line in lines:
-            entry_known = get(line)
+        for entry_known in list(map(get, lines)):
             if entry_known is None:
                 break
-            value = sha256(value + entry_known.sha256).digest()
+            extend = fresh()
+            extend.update(value + entry_known[1])  # KnownLine.sha256
+            value = extend.digest()
             count += 1
             if value == want:
                 outcome.matched = True

@@ -38,7 +38,7 @@ from veritee.eventlog.model import (
 from veritee.eventlog.parser import parse
 from veritee.eventlog.replay import Replay, replay, reset_value, verify_pcrs
 from veritee.eventlog.summary import Authority, BootSummary, EfiImage, Measurement, summarize
-from veritee.eventlog.uefi import LoadOption, SignatureEntry, SignatureKind
+from veritee.eventlog.uefi import LoadOption, SignatureEntry, SignatureKind, SignatureLists
 
 __all__ = [
     "AlgorithmSize",
@@ -70,6 +70,7 @@ __all__ = [
     "Separator",
     "SignatureEntry",
     "SignatureKind",
+    "SignatureLists",
     "SpecIdEvent",
     "StartupLocality",
     "TaggedEvent",

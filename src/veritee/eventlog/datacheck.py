@@ -6,9 +6,12 @@ Facts read from event data (Secure Boot state, kernel command line, separators) 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from enum import Enum
 
 from veritee.eventlog.model import Event, EventType
+from veritee.tpm.alg import HashAlg
 
 ET = EventType
 
@@ -27,6 +30,7 @@ DATA_HASHED = frozenset(
     }
 )
 _GRUB_PREFIXES = (b"grub_cmd: ", b"kernel_cmdline: ", b"module_cmdline: ", b"grub_kernel_cmdline ", b"grub_cmd ")
+_GRUB_INITIALS = frozenset(prefix[:1] for prefix in _GRUB_PREFIXES)
 
 
 class DataCheck(Enum):
@@ -36,10 +40,25 @@ class DataCheck(Enum):
     NOT_APPLICABLE = "not-applicable"  # the digest covers something else (an image, a file, a variable's value)
 
 
+#: hashlib's named constructors: the same digests as ``HashAlg.digest``, at half the cost for short data.
+_FAST: dict[HashAlg, Callable[[bytes], hashlib._Hash]] = {
+    HashAlg.SHA1: hashlib.sha1,
+    HashAlg.SHA256: hashlib.sha256,
+    HashAlg.SHA384: hashlib.sha384,
+    HashAlg.SHA512: hashlib.sha512,
+}
+
+
 def _matches(event: Event, data: bytes) -> bool:
     if not event.digests:
         return False
+    fast = _FAST.get
     for alg, digest in event.digests.items():
+        hasher = fast(alg)
+        if hasher is not None:
+            if hasher(data).digest() != digest:
+                return False
+            continue
         try:
             if alg.digest(data) != digest:
                 return False
@@ -48,31 +67,41 @@ def _matches(event: Event, data: bytes) -> bool:
     return True
 
 
+# Enum members read once: looking one up on its class costs more than a comparison.
+_MATCH = DataCheck.MATCH
+_QUIRK = DataCheck.MATCH_WITH_QUIRK
+_MISMATCH = DataCheck.MISMATCH
+_NOT_APPLICABLE = DataCheck.NOT_APPLICABLE
+_AUTHORITY = ET.EV_EFI_VARIABLE_AUTHORITY
+_IPL = ET.EV_IPL
+
+
 def check_event_data(event: Event) -> DataCheck:
     """Compare the hash of ``event.data`` (or what the boot loader actually hashed) with every logged digest."""
     typ = event.type
     data = event.data
     if typ in DATA_HASHED:
         if _matches(event, data):
-            return DataCheck.MATCH
+            return _MATCH
         # Shim before rhboot/shim@8a27a48 logged one stray byte after the certificate of authority events.
-        if typ == ET.EV_EFI_VARIABLE_AUTHORITY and data and _matches(event, data[:-1]):
-            return DataCheck.MATCH_WITH_QUIRK
-        return DataCheck.MISMATCH
-    if typ == ET.EV_IPL and event.pcr == 8:
+        if typ == _AUTHORITY and data and _matches(event, data[:-1]):
+            return _QUIRK
+        return _MISMATCH
+    if typ == _IPL and event.pcr == 8:
         return _check_pcr8_ipl(event)
-    return DataCheck.NOT_APPLICABLE
+    return _NOT_APPLICABLE
 
 
 def _check_pcr8_ipl(event: Event) -> DataCheck:
     data = event.data
-    for prefix in _GRUB_PREFIXES:
-        if data.startswith(prefix):
-            body = data[len(prefix) :]
-            # grub hashes the string without its prefix, with or without the terminating NUL (older versions).
-            if body.endswith(b"\x00") and _matches(event, body[:-1]):
-                return DataCheck.MATCH
-            return DataCheck.MATCH if _matches(event, body) else DataCheck.MISMATCH
+    if data[:1] in _GRUB_INITIALS:
+        for prefix in _GRUB_PREFIXES:
+            if data.startswith(prefix):
+                body = data[len(prefix) :]
+                # grub hashes the string without its prefix, with or without the terminating NUL (older versions).
+                if body.endswith(b"\x00") and _matches(event, body[:-1]):
+                    return _MATCH
+                return _MATCH if _matches(event, body) else _MISMATCH
     if len(data) >= 2 and data[1] == 0 and data[0] != 0:
         # systemd-boot hashes the UTF-16 command line including its NUL character; the logged data may carry a
         # stray trailing byte.
@@ -81,9 +110,9 @@ def _check_pcr8_ipl(event: Event) -> DataCheck:
             text = text[:-2]
         for candidate in (text + b"\x00\x00", text):
             if _matches(event, candidate):
-                return DataCheck.MATCH
-        return DataCheck.MISMATCH
-    return DataCheck.NOT_APPLICABLE
+                return _MATCH
+        return _MISMATCH
+    return _NOT_APPLICABLE
 
 
 def describe_check(event: Event, check: DataCheck) -> str:

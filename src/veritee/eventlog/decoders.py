@@ -1,34 +1,79 @@
 """On-demand decoding of event data by event type (parsing a log never calls these).
 
-``decode(event)`` returns one of the dataclasses below; malformed structures raise :class:`EventLogError` with the
-absolute byte offset in the log. Firmware quirks that do not stop decoding (lengths that disagree with the event
-size, shim's authority-event bugs, a zero-length SecureBoot variable) are kept in each result's ``notes``.
+``decode(event)`` returns one of the dataclasses of :mod:`veritee.eventlog.decoded` (re-exported here); malformed
+structures raise :class:`EventLogError` with the absolute byte offset in the log. Firmware quirks that do not stop
+decoding (lengths that disagree with the event size, shim's authority-event bugs, a zero-length SecureBoot variable)
+are kept in each result's ``notes``.
 """
 
 from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from collections.abc import Callable
+from dataclasses import replace
 
+from veritee.eventlog.decoded import (
+    DecodedEvent,
+    EfiVariable,
+    FirmwareBlob,
+    GptData,
+    GptPartition,
+    HandoffTables,
+    ImageLoad,
+    IplEvent,
+    IplKind,
+    NoActionData,
+    RawData,
+    Separator,
+    StartupLocality,
+    TaggedEvent,
+    Text,
+    ascii_text,
+)
 from veritee.eventlog.devicepath import DevicePath, parse_device_path
-from veritee.eventlog.model import Event, EventLogError, EventType, SpecIdEvent
+from veritee.eventlog.model import EVENT_TYPES, Event, EventLogError, EventType
 from veritee.eventlog.parser import SPEC_ID_EVENT03, parse_spec_id
 from veritee.eventlog.uefi import (
-    HANDOFF_TABLE_NAMES,
     LoadOption,
     Reader,
     SignatureEntry,
+    SignatureLists,
     parse_boot_order,
     parse_load_option,
     parse_signature_data,
-    parse_signature_lists,
-    parse_variable_data,
     utf16,
+    variable_data_fields,
 )
 
+__all__ = [
+    "DecodedEvent",
+    "EfiVariable",
+    "FirmwareBlob",
+    "GptData",
+    "GptPartition",
+    "HandoffTables",
+    "ImageLoad",
+    "IplEvent",
+    "IplKind",
+    "NoActionData",
+    "RawData",
+    "Separator",
+    "StartupLocality",
+    "TaggedEvent",
+    "Text",
+    "classify_ipl",
+    "decode",
+    "decode_image_load",
+    "decode_ipl",
+    "decode_variable",
+    "decode_variable_parts",
+    "separator_value",
+    "variable_facts",
+]
+
 ET = EventType
+_AUTHORITY = ET.EV_EFI_VARIABLE_AUTHORITY
 _BINARY_TYPES = frozenset(
     {
         ET.EV_NONHOST_INFO,
@@ -44,292 +89,187 @@ _BINARY_TYPES = frozenset(
 _SIGNATURE_DATABASES = frozenset({"PK", "KEK", "db", "dbx", "dbt", "dbr", "MokList", "MokListX", "vendor_db"})
 
 
-@dataclass(frozen=True)
-class StartupLocality:
-    """EV_NO_ACTION "StartupLocality": the locality TPM2_Startup was issued from (PCR0 starts at it)."""
-
-    locality: int
-
-    def describe(self) -> str:
-        return f"StartupLocality {self.locality}"
-
-
-@dataclass(frozen=True)
-class NoActionData:
-    """Any other EV_NO_ACTION event ("SP800-155 Event", "NvIndexInstance", Windows markers, ...)."""
-
-    signature: str
-    data: bytes
-
-    def describe(self) -> str:
-        return f"{self.signature or 'no signature'} ({len(self.data)} bytes)"
-
-
-@dataclass(frozen=True)
-class EfiVariable:
-    """UEFI_VARIABLE_DATA of EV_EFI_VARIABLE_DRIVER_CONFIG / _BOOT / _BOOT2 / _AUTHORITY, with the value decoded.
-
-    ``secure_boot`` is set for the SecureBoot variable (a zero-length value means "not enabled"); ``signatures``
-    for signature databases (PK, KEK, db, dbx, MokList, MokListX, ...) and for authority events (one entry);
-    ``boot_order`` for BootOrder; ``load_option`` for Boot####; ``text`` for shim's SbatLevel.
-    """
-
-    event_type: EventType
-    vendor_guid: uuid.UUID
-    name: str
-    data: bytes
-    secure_boot: bool | None = None
-    signatures: tuple[SignatureEntry, ...] | None = None
-    boot_order: tuple[int, ...] | None = None
-    load_option: LoadOption | None = None
-    text: str | None = None
-    notes: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        head = f"{self.name} ({self.vendor_guid})"
-        if self.secure_boot is not None:
-            return f"{head}: Secure Boot {'enabled' if self.secure_boot else 'not enabled'}"
-        if self.signatures is not None:
-            kinds = sorted({entry.kind.value for entry in self.signatures})
-            return f"{head}: {len(self.signatures)} signature(s) [{', '.join(kinds)}]"
-        if self.boot_order is not None:
-            return f"{head}: " + ",".join(f"Boot{number:04X}" for number in self.boot_order)
-        if self.load_option is not None:
-            return f"{head}: {self.load_option.description} {self.load_option.device_path}"
-        if self.text is not None:
-            return f"{head}: {self.text.strip()!r}"
-        return f"{head}: {len(self.data)} bytes"
-
-
-@dataclass(frozen=True)
-class ImageLoad:
-    """UEFI_IMAGE_LOAD_EVENT of EV_EFI_BOOT_SERVICES_APPLICATION/DRIVER and EV_EFI_RUNTIME_SERVICES_DRIVER."""
-
-    image_location: int
-    image_length: int
-    link_time_address: int
-    device_path: DevicePath
-    notes: tuple[str, ...] = ()
-
-    @property
-    def path_text(self) -> str:
-        return self.device_path.text
-
-    def describe(self) -> str:
-        return f"{self.device_path.text or '(no device path)'} @0x{self.image_location:x}+0x{self.image_length:x}"
-
-
-@dataclass(frozen=True)
-class GptPartition:
-    type_guid: uuid.UUID
-    unique_guid: uuid.UUID
-    first_lba: int
-    last_lba: int
-    attributes: int
-    name: str
-
-
-@dataclass(frozen=True)
-class GptData:
-    """UEFI_GPT_DATA of EV_EFI_GPT_EVENT(2): the disk GUID and the non-empty partition entries."""
-
-    disk_guid: uuid.UUID
-    partitions: tuple[GptPartition, ...]
-
-    def describe(self) -> str:
-        names = ", ".join(part.name or str(part.type_guid) for part in self.partitions)
-        return f"disk {self.disk_guid}: {len(self.partitions)} partition(s) [{names}]"
-
-
-class IplKind(Enum):
-    GRUB_COMMAND = "grub_cmd"
-    KERNEL_CMDLINE = "kernel_cmdline"
-    MODULE_CMDLINE = "module_cmdline"
-    FILE = "file"  # grub's PCR9 file measurements (kernel, initrd, grub.cfg, modules)
-    SHIM_VARIABLE = "shim_variable"  # shim's PCR14 MokList, MokListX, MokListTrusted
-    TEXT = "text"
-    BINARY = "binary"
-
-
-@dataclass(frozen=True)
-class IplEvent:
-    """EV_IPL: grub commands / kernel command line / measured files, shim MOK variables, systemd-boot text."""
-
-    kind: IplKind
-    text: str
-    prefix: str = ""
-    encoding: str = "ascii"
-
-    def describe(self) -> str:
-        return f"{self.kind.value}: {self.text}"
-
-
-@dataclass(frozen=True)
-class Separator:
-    """EV_SEPARATOR: 0 marks the normal end of pre-OS measurements, 1 an error (PFP section 10.4.4)."""
-
-    value: int
-    data: bytes
-
-    @property
-    def is_error(self) -> bool:
-        return self.value == 1
-
-    def describe(self) -> str:
-        if self.value == 0:
-            return "separator"
-        if self.value == 1:
-            return "separator: error value 0x00000001"
-        if len(self.data) == 4 and self.data.isascii() and self.data.isalnum():
-            return f"separator {self.data.decode()!r}"
-        return f"separator 0x{self.value:08x}"
-
-
-@dataclass(frozen=True)
-class Text:
-    """A string event: EV_EFI_ACTION, EV_ACTION, EV_S_CRTM_VERSION (UTF-16 or a GUID), EV_POST_CODE text, ..."""
-
-    text: str
-    encoding: str = "ascii"
-
-    def describe(self) -> str:
-        return self.text
-
-
-@dataclass(frozen=True)
-class FirmwareBlob:
-    """UEFI_PLATFORM_FIRMWARE_BLOB(2) (EV_EFI_PLATFORM_FIRMWARE_BLOB(2), EV_POST_CODE(2)): where the code was."""
-
-    base: int
-    length: int
-    description: str | None = None
-
-    def describe(self) -> str:
-        label = f"{self.description} " if self.description else ""
-        return f"{label}base 0x{self.base:x} length 0x{self.length:x}"
-
-
-@dataclass(frozen=True)
-class HandoffTables:
-    """UEFI_HANDOFF_TABLE_POINTERS(2): configuration tables (SMBIOS, ACPI) handed to the OS."""
-
-    tables: tuple[tuple[uuid.UUID, int], ...]
-    description: str | None = None
-
-    def describe(self) -> str:
-        names = ", ".join(f"{HANDOFF_TABLE_NAMES.get(guid, str(guid))}@0x{address:x}" for guid, address in self.tables)
-        return f"{self.description + ': ' if self.description else ''}{names}"
-
-
-@dataclass(frozen=True)
-class TaggedEvent:
-    """TCG_PCClientTaggedEvent (EV_EVENT_TAG), e.g. the Linux EFI stub's initrd and LoadOptions measurements."""
-
-    event_id: int
-    data: bytes
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def text(self) -> str:
-        return _ascii_text(self.data) or ""
-
-    def describe(self) -> str:
-        return f"tag 0x{self.event_id:08x}: {self.text or self.data.hex()}"
-
-
-@dataclass(frozen=True)
-class RawData:
-    """Event data veritee keeps as bytes (binary, vendor-specific, or types without a defined structure)."""
-
-    data: bytes
-
-    def describe(self) -> str:
-        return f"{len(self.data)} bytes" + (f": {self.data[:32].hex()}" if self.data else "")
-
-
-DecodedEvent = (
-    SpecIdEvent
-    | StartupLocality
-    | NoActionData
-    | EfiVariable
-    | ImageLoad
-    | GptData
-    | IplEvent
-    | Separator
-    | Text
-    | FirmwareBlob
-    | HandoffTables
-    | TaggedEvent
-    | RawData
-)
-
-
 def decode(event: Event) -> DecodedEvent:
     """Decode ``event.data`` according to ``event.type``; raises EventLogError for malformed structures."""
-    base = event.data_offset
-    typ = event.type
+    return _DECODERS.get(event.type, _decode_text_or_raw)(event)
+
+
+def _decode_variable(event: Event) -> EfiVariable:
+    return decode_variable(EVENT_TYPES[event.type], event.data, event.data_offset)
+
+
+def _decode_no_action(event: Event) -> DecodedEvent:
+    return _no_action(event.data, event.data_offset)
+
+
+def _decode_image_load(event: Event) -> ImageLoad:
+    return decode_image_load(event.data, event.data_offset)
+
+
+def _decode_gpt(event: Event) -> GptData:
+    return _gpt(event.data, event.data_offset)
+
+
+def _decode_ipl(event: Event) -> IplEvent:
+    return decode_ipl(event.pcr, event.data)
+
+
+def _decode_separator(event: Event) -> Separator:
+    return _separator(event.data, event.data_offset)
+
+
+def _decode_blob(event: Event) -> FirmwareBlob:
+    return _blob(event.data, event.data_offset, with_description=False)
+
+
+def _decode_blob2(event: Event) -> FirmwareBlob:
+    return _blob(event.data, event.data_offset, with_description=True)
+
+
+def _decode_post_code(event: Event) -> FirmwareBlob | Text | RawData:
     data = event.data
-    if typ == ET.EV_NO_ACTION:
-        return _no_action(data, base)
-    if typ in (ET.EV_EFI_VARIABLE_DRIVER_CONFIG, ET.EV_EFI_VARIABLE_BOOT, ET.EV_EFI_VARIABLE_BOOT2):
-        return decode_variable(EventType(typ), data, base)
-    if typ == ET.EV_EFI_VARIABLE_AUTHORITY:
-        return decode_variable(ET.EV_EFI_VARIABLE_AUTHORITY, data, base)
-    if typ in (ET.EV_EFI_BOOT_SERVICES_APPLICATION, ET.EV_EFI_BOOT_SERVICES_DRIVER, ET.EV_EFI_RUNTIME_SERVICES_DRIVER):
-        return decode_image_load(data, base)
-    if typ in (ET.EV_EFI_GPT_EVENT, ET.EV_EFI_GPT_EVENT2):
-        return _gpt(data, base)
-    if typ == ET.EV_IPL:
-        return decode_ipl(event.pcr, data)
-    if typ == ET.EV_SEPARATOR:
-        return _separator(data, base)
-    if typ in (ET.EV_EFI_PLATFORM_FIRMWARE_BLOB, ET.EV_EFI_PLATFORM_FIRMWARE_BLOB2, ET.EV_POST_CODE2):
-        return _blob(data, base, with_description=typ != ET.EV_EFI_PLATFORM_FIRMWARE_BLOB)
-    if typ == ET.EV_POST_CODE:
-        return _blob(data, base, with_description=False) if len(data) == 16 else _text_or_raw(data)
-    if typ in (ET.EV_EFI_HANDOFF_TABLES, ET.EV_EFI_HANDOFF_TABLES2):
-        return _handoff(data, base, with_description=typ == ET.EV_EFI_HANDOFF_TABLES2)
-    if typ == ET.EV_S_CRTM_VERSION:
-        return _scrtm_version(data)
-    if typ == ET.EV_EVENT_TAG:
-        return _tagged(data, base)
-    if typ in (ET.EV_EFI_ACTION, ET.EV_ACTION, ET.EV_EFI_HCRTM_EVENT):
-        return Text(data.decode("ascii", errors="replace").rstrip("\x00"))
-    if typ in _BINARY_TYPES:
-        return RawData(data)
-    return _text_or_raw(data)
+    return _blob(data, event.data_offset, with_description=False) if len(data) == 16 else _text_or_raw(data)
+
+
+def _decode_handoff(event: Event) -> HandoffTables:
+    return _handoff(event.data, event.data_offset, with_description=False)
+
+
+def _decode_handoff2(event: Event) -> HandoffTables:
+    return _handoff(event.data, event.data_offset, with_description=True)
+
+
+def _decode_scrtm_version(event: Event) -> Text:
+    return _scrtm_version(event.data)
+
+
+def _decode_tagged(event: Event) -> TaggedEvent | RawData:
+    return _tagged(event.data, event.data_offset)
+
+
+def _decode_action(event: Event) -> Text:
+    return Text(event.data.decode("ascii", errors="replace").rstrip("\x00"))
+
+
+def _decode_raw(event: Event) -> RawData:
+    return RawData(event.data)
+
+
+def _decode_text_or_raw(event: Event) -> Text | RawData:
+    return _text_or_raw(event.data)
+
+
+#: The decoder of each event type (any other type: text when it reads as text, else raw bytes).
+_DECODERS: dict[int, Callable[[Event], DecodedEvent]] = {
+    ET.EV_NO_ACTION: _decode_no_action,
+    ET.EV_EFI_VARIABLE_DRIVER_CONFIG: _decode_variable,
+    ET.EV_EFI_VARIABLE_BOOT: _decode_variable,
+    ET.EV_EFI_VARIABLE_BOOT2: _decode_variable,
+    ET.EV_EFI_VARIABLE_AUTHORITY: _decode_variable,
+    ET.EV_EFI_BOOT_SERVICES_APPLICATION: _decode_image_load,
+    ET.EV_EFI_BOOT_SERVICES_DRIVER: _decode_image_load,
+    ET.EV_EFI_RUNTIME_SERVICES_DRIVER: _decode_image_load,
+    ET.EV_EFI_GPT_EVENT: _decode_gpt,
+    ET.EV_EFI_GPT_EVENT2: _decode_gpt,
+    ET.EV_IPL: _decode_ipl,
+    ET.EV_SEPARATOR: _decode_separator,
+    ET.EV_EFI_PLATFORM_FIRMWARE_BLOB: _decode_blob,
+    ET.EV_EFI_PLATFORM_FIRMWARE_BLOB2: _decode_blob2,
+    ET.EV_POST_CODE2: _decode_blob2,
+    ET.EV_POST_CODE: _decode_post_code,
+    ET.EV_EFI_HANDOFF_TABLES: _decode_handoff,
+    ET.EV_EFI_HANDOFF_TABLES2: _decode_handoff2,
+    ET.EV_S_CRTM_VERSION: _decode_scrtm_version,
+    ET.EV_EVENT_TAG: _decode_tagged,
+    ET.EV_EFI_ACTION: _decode_action,
+    ET.EV_ACTION: _decode_action,
+    ET.EV_EFI_HCRTM_EVENT: _decode_action,
+    **dict.fromkeys(_BINARY_TYPES, _decode_raw),
+}
 
 
 def decode_variable(event_type: EventType, data: bytes, base: int = 0) -> EfiVariable:
     """Decode UEFI_VARIABLE_DATA and the variable's value by its name."""
-    var = parse_variable_data(data, base)
-    notes = list(var.notes)
-    value_base = base + len(data) - len(var.data) if len(var.data) <= len(data) else base
-    result = EfiVariable(event_type, var.vendor_guid, var.name, var.data)
+    variable, lists = decode_variable_parts(event_type, data, base)
+    if lists is not None:
+        return replace(variable, signatures=lists.entries())
+    return variable
+
+
+def decode_variable_parts(
+    event_type: EventType, data: bytes, base: int = 0
+) -> tuple[EfiVariable, SignatureLists | None]:
+    """:func:`decode_variable` with the entries of a signature database left undecoded.
+
+    For a signature database variable (PK, KEK, db, dbx, MokList, ...) whose lists are well-formed, returns the
+    variable with ``signatures`` unset and the checked :class:`SignatureLists` (decode them with ``entries()``);
+    everything else (notes included) is exactly what :func:`decode_variable` gives.
+    """
+    guid, name, value, facts = variable_facts(event_type, data, base)
+    notes, secure_boot, signatures, lists, boot_order, load_option, text = facts
+    variable = EfiVariable(
+        event_type,
+        guid,
+        name,
+        value,
+        secure_boot=secure_boot,
+        signatures=signatures,
+        boot_order=boot_order,
+        load_option=load_option,
+        text=text,
+        notes=notes,
+    )
+    return variable, lists
+
+
+VariableFacts = tuple[
+    tuple[str, ...],  # notes
+    bool | None,  # secure_boot
+    tuple[SignatureEntry, ...] | None,  # signatures (authority events)
+    SignatureLists | None,  # signature lists, undecoded (signature databases)
+    tuple[int, ...] | None,  # boot_order
+    LoadOption | None,  # load_option
+    str | None,  # text
+]
+
+
+def variable_facts(event_type: EventType, data: bytes, base: int = 0) -> tuple[uuid.UUID, str, bytes, VariableFacts]:
+    """What :func:`decode_variable_parts` decodes, as plain tuples: (vendor_guid, name, data, facts), the facts being
+    (notes, secure_boot, signatures, signature lists, boot_order, load_option, text). For callers that need a few
+    facts of many variables without building an :class:`EfiVariable` each."""
+    guid, name, value, _, parse_notes = variable_data_fields(data, base)
+    notes = list(parse_notes)
+    value_base = base + len(data) - len(value) if len(value) <= len(data) else base
+    secure_boot: bool | None = None
+    signatures: tuple[SignatureEntry, ...] | None = None
+    lists: SignatureLists | None = None
+    boot_order: tuple[int, ...] | None = None
+    load_option: LoadOption | None = None
+    text: str | None = None
     try:
-        if event_type == ET.EV_EFI_VARIABLE_AUTHORITY:
-            if var.name == "SbatLevel":
-                result = replace(result, text=var.data.decode("ascii", errors="replace"))
-            elif var.name != "MokListTrusted":
-                entry, quirks = parse_signature_data(var.data, value_base)
-                result = replace(result, signatures=(entry,))
+        if event_type == _AUTHORITY:
+            if name == "SbatLevel":
+                text = value.decode("ascii", errors="replace")
+            elif name != "MokListTrusted":
+                entry, quirks = parse_signature_data(value, value_base)
+                signatures = (entry,)
                 notes.extend(quirks)
-        elif var.name == "SecureBoot":
-            if not var.data:
+        elif name == "SecureBoot":
+            if not value:
                 notes.append("zero-length SecureBoot variable: Secure Boot not enabled")
-            elif len(var.data) != 1:
-                notes.append(f"SecureBoot variable of {len(var.data)} bytes; its first byte is used")
-            result = replace(result, secure_boot=bool(var.data) and var.data[0] == 1)
-        elif var.name in _SIGNATURE_DATABASES:
-            result = replace(result, signatures=parse_signature_lists(var.data, value_base))
-        elif var.name == "BootOrder":
-            result = replace(result, boot_order=parse_boot_order(var.data, value_base))
-        elif _is_boot_option(var.name) and var.data:
-            result = replace(result, load_option=parse_load_option(var.data, value_base))
+            elif len(value) != 1:
+                notes.append(f"SecureBoot variable of {len(value)} bytes; its first byte is used")
+            secure_boot = bool(value) and value[0] == 1
+        elif name in _SIGNATURE_DATABASES:
+            lists = SignatureLists.parse(value, value_base)
+        elif name == "BootOrder":
+            boot_order = parse_boot_order(value, value_base)
+        elif _is_boot_option(name) and value:
+            load_option = parse_load_option(value, value_base)
     except EventLogError as exc:
-        notes.append(f"{var.name} value not decoded: {exc}")
-        result = EfiVariable(event_type, var.vendor_guid, var.name, var.data)
-    return replace(result, notes=tuple(notes))
+        notes.append(f"{name} value not decoded: {exc}")
+        return guid, name, value, (tuple(notes), None, None, None, None, None, None)
+    return guid, name, value, (tuple(notes), secure_boot, signatures, lists, boot_order, load_option, text)
 
 
 def decode_image_load(data: bytes, base: int = 0) -> ImageLoad:
@@ -361,27 +301,38 @@ _GRUB_PREFIXES = (
     ("grub_kernel_cmdline ", IplKind.KERNEL_CMDLINE),  # older Fedora/RHEL grub
     ("grub_cmd ", IplKind.GRUB_COMMAND),
 )
+_GRUB_INITIALS = frozenset(prefix[:1] for prefix, _ in _GRUB_PREFIXES)
+_IPL_KERNEL_CMDLINE = IplKind.KERNEL_CMDLINE
+_IPL_TEXT = IplKind.TEXT
+_IPL_BINARY = IplKind.BINARY
+_IPL_SHIM_VARIABLE = IplKind.SHIM_VARIABLE
+_IPL_FILE = IplKind.FILE
 _SHIM_VARIABLES = frozenset({"MokList", "MokListX", "MokListTrusted", "MokSBState", "SbatLevel"})
 
 
 def decode_ipl(pcr: int, data: bytes) -> IplEvent:
     """Classify EV_IPL data: grub (PCR8 commands, PCR9 files), shim (PCR14), systemd-boot/sd-stub UTF-16 text."""
+    return IplEvent(*classify_ipl(pcr, data))
+
+
+def classify_ipl(pcr: int, data: bytes) -> tuple[IplKind, str, str, str]:
+    """:func:`decode_ipl` as a tuple (kind, text, prefix, encoding), without building the IplEvent."""
     if len(data) >= 2 and data[1] == 0 and data[0] != 0:
         text = utf16(data)
-        kind = IplKind.KERNEL_CMDLINE if pcr in (8, 12) else IplKind.TEXT
-        return IplEvent(kind, text, encoding="utf-16")
-    text_or_none = _ascii_text(data)
+        return (_IPL_KERNEL_CMDLINE if pcr in (8, 12) else _IPL_TEXT), text, "", "utf-16"
+    text_or_none = ascii_text(data)
     if text_or_none is None:
-        return IplEvent(IplKind.BINARY, data.hex())
+        return _IPL_BINARY, data.hex(), "", "ascii"
     text = text_or_none
-    for prefix, kind in _GRUB_PREFIXES:
-        if text.startswith(prefix):
-            return IplEvent(kind, text[len(prefix) :], prefix=prefix)
+    if text[:1] in _GRUB_INITIALS:
+        for prefix, kind in _GRUB_PREFIXES:
+            if text.startswith(prefix):
+                return kind, text[len(prefix) :], prefix, "ascii"
     if pcr == 14 and text in _SHIM_VARIABLES:
-        return IplEvent(IplKind.SHIM_VARIABLE, text)
+        return _IPL_SHIM_VARIABLE, text, "", "ascii"
     if pcr == 9:
-        return IplEvent(IplKind.FILE, text)
-    return IplEvent(IplKind.TEXT, text)
+        return _IPL_FILE, text, "", "ascii"
+    return _IPL_TEXT, text, "", "ascii"
 
 
 def _no_action(data: bytes, base: int) -> DecodedEvent:
@@ -389,7 +340,7 @@ def _no_action(data: bytes, base: int) -> DecodedEvent:
         return parse_spec_id(data, offset=base)
     if len(data) == 17 and data[:16] == b"StartupLocality\x00":
         return StartupLocality(data[16])
-    label = _ascii_text(data[:16].split(b"\x00", 1)[0]) or ""
+    label = ascii_text(data[:16].split(b"\x00", 1)[0]) or ""
     return NoActionData(label, data)
 
 
@@ -427,9 +378,14 @@ def _gpt(data: bytes, base: int) -> GptData:
 
 
 def _separator(data: bytes, base: int) -> Separator:
+    return Separator(separator_value(data, base), data)
+
+
+def separator_value(data: bytes, base: int = 0) -> int:
+    """The value of EV_SEPARATOR data (0 normal, 1 error); raises EventLogError unless it is 4 bytes."""
     if len(data) != 4:
         raise EventLogError(f"EV_SEPARATOR data is {len(data)} bytes, not 4", offset=base)
-    return Separator(struct.unpack("<I", data)[0], data)
+    return int.from_bytes(data, "little")
 
 
 def _blob(data: bytes, base: int, *, with_description: bool) -> FirmwareBlob:
@@ -461,8 +417,8 @@ def _scrtm_version(data: bytes) -> Text:
         return Text(utf16(data), encoding="utf-16")
     if len(data) == 16:
         return Text(str(uuid.UUID(bytes_le=data)), encoding="guid")
-    ascii_text = _ascii_text(data)
-    return Text(ascii_text, encoding="ascii") if ascii_text is not None else Text(data.hex(), encoding="hex")
+    text = ascii_text(data)
+    return Text(text, encoding="ascii") if text is not None else Text(data.hex(), encoding="hex")
 
 
 def _tagged(data: bytes, base: int) -> TaggedEvent | RawData:
@@ -475,16 +431,8 @@ def _tagged(data: bytes, base: int) -> TaggedEvent | RawData:
     return TaggedEvent(event_id, data[8 : 8 + size], notes)
 
 
-def _ascii_text(data: bytes) -> str | None:
-    stripped = data.rstrip(b"\x00")
-    if not stripped or not stripped.isascii():
-        return None if stripped else ""
-    text = stripped.decode("ascii")
-    return text if all(c.isprintable() or c in "\t\r\n" for c in text) else None
-
-
 def _text_or_raw(data: bytes) -> Text | RawData:
-    text = _ascii_text(data)
+    text = ascii_text(data)
     if text:
         return Text(text)
     if len(data) >= 4 and data[1] == 0 and data[0] != 0 and len(data) % 2 == 0:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from veritee.errors import DigestMismatchError, UnsupportedAlgorithmError
@@ -97,10 +97,14 @@ def startup_locality(log: EventLog) -> tuple[int | None, Event | None]:
     return None, None
 
 
-def replay(log: EventLog, *, reference: PcrBanks | None = None) -> Replay:
+def replay(log: EventLog, *, reference: PcrBanks | None = None, banks: Collection[HashAlg] | None = None) -> Replay:
     """Replay every bank of ``log``. With ``reference`` (quoted PCR values) the ExitBootServices workaround is
     tried for PCR5 when the plain replay does not match it; the result still has to be compared by the caller
-    (:func:`verify_pcrs` does both)."""
+    (:func:`verify_pcrs` does both).
+
+    ``banks`` limits the hashing to those banks (a verifier needs only the banks its quote covers); ``pcrs`` then
+    has only those, while ``notes`` still describe every bank the log carries, as a full replay's do.
+    """
     notes = list(log.notes)
     locality, locality_event = startup_locality(log)
     if locality_event is not None:
@@ -111,18 +115,19 @@ def replay(log: EventLog, *, reference: PcrBanks | None = None) -> Replay:
             )
         else:
             notes.append(f"StartupLocality 0 event {locality_event.index}: PCR0 starts at zero")
-    banks: list[tuple[HashAlg, Callable[[bytes], hashlib._Hash]]] = []
+    hashed: list[tuple[HashAlg, Callable[[bytes], hashlib._Hash] | None]] = []
     for alg in log.algorithms:
         ctor = _constructor(alg)
         if ctor is None:
             notes.append(f"bank {alg.label} not replayed: the {alg.name} hash is not available here")
             continue
-        banks.append((alg, ctor))
-    pcrs, extended, uefi, ebs = _extend_all(log.events, banks, locality, notes)
+        hashed.append((alg, ctor if banks is None or alg in banks else None))
+    pcrs, extended, uefi, ebs = _extend_all(log.events, hashed, locality, notes)
+    replayed = [(alg, ctor) for alg, ctor in hashed if ctor is not None]
     injected: tuple[bytes, ...] = ()
     if uefi and not ebs:
         if reference is not None and _pcr5_mismatch(pcrs, reference):
-            injected = _try_ebs_variants(pcrs, banks, reference)
+            injected = _try_ebs_variants(pcrs, replayed, reference)
         if injected:
             names = " + ".join(repr(text.decode()) for text in injected)
             notes.append(
@@ -179,11 +184,12 @@ def _constructor(alg: HashAlg) -> Callable[[bytes], hashlib._Hash] | None:
 
 def _extend_all(
     events: Iterable[Event],
-    banks: list[tuple[HashAlg, Callable[[bytes], hashlib._Hash]]],
+    banks: list[tuple[HashAlg, Callable[[bytes], hashlib._Hash] | None]],
     locality: int | None,
     notes: list[str],
 ) -> tuple[dict[HashAlg, dict[int, bytes]], int, bool, bool]:
-    """Extend every measured event; also report whether the log has UEFI events and the ExitBootServices event."""
+    """Extend every measured event into each bank with a hash function (a bank without one is only checked for
+    missing digests); also report whether the log has UEFI events and the ExitBootServices event."""
     measured: list[tuple[int, dict[HashAlg, bytes], Event]] = []
     uefi = ebs = False
     for event in events:
@@ -202,6 +208,8 @@ def _extend_all(
     touched = sorted({pcr for pcr, _, _ in measured})
     values: dict[HashAlg, dict[int, bytes]] = {}
     for alg, ctor in banks:
+        # Copying an empty hash object costs less than creating one.
+        fresh = ctor(b"").copy if ctor is not None else None
         bank = [bytes(alg.digest_size)] * PCR_COUNT
         bank[0] = initial_value(alg, 0, locality)
         broken: set[int] = set()
@@ -215,8 +223,12 @@ def _extend_all(
                     )
                 broken.add(pcr)
                 continue
-            bank[pcr] = ctor(bank[pcr] + digest).digest()
-        values[alg] = {pcr: bank[pcr] for pcr in touched if pcr not in broken}
+            if fresh is not None:
+                extend = fresh()
+                extend.update(bank[pcr] + digest)
+                bank[pcr] = extend.digest()
+        if ctor is not None:
+            values[alg] = {pcr: bank[pcr] for pcr in touched if pcr not in broken}
     return values, len(measured), uefi, ebs
 
 

@@ -9,7 +9,8 @@ import struct
 import uuid
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, NamedTuple
 
 from veritee.eventlog.model import EventLogError
 
@@ -65,6 +66,18 @@ SIGNATURE_TYPES: dict[uuid.UUID, SignatureKind] = {
 }
 
 
+@lru_cache(maxsize=4096)
+def guid_le(raw: bytes) -> uuid.UUID:
+    """The GUID of 16 bytes in UEFI (mixed-endian) order. Memoised: a signature database repeats a few owner GUIDs
+    hundreds of times, and building a :class:`uuid.UUID` costs more than the rest of an entry's decoding."""
+    return uuid.UUID(bytes_le=raw)
+
+
+#: SIGNATURE_TYPES keyed by the GUID as stored (bytes hash faster than UUIDs).
+_SIGNATURE_KINDS = {guid.bytes_le: kind for guid, kind in SIGNATURE_TYPES.items()}
+_UNKNOWN_KIND = SignatureKind.UNKNOWN
+
+
 class Reader:
     """Little-endian cursor over event data; ``base`` is the absolute log offset of ``data[0]`` for errors."""
 
@@ -106,7 +119,7 @@ class Reader:
         return value
 
     def guid(self, what: str) -> uuid.UUID:
-        return uuid.UUID(bytes_le=self.take(16, what))
+        return guid_le(self.take(16, what))
 
     def rest(self) -> bytes:
         chunk = self.data[self.pos :]
@@ -135,8 +148,39 @@ class VariableData:
     notes: tuple[str, ...]
 
 
+_VARIABLE_HEAD = struct.Struct("<16sQQ")  # UEFI_VARIABLE_DATA up to UnicodeName
+
+
 def parse_variable_data(data: bytes, base: int = 0) -> VariableData:
     """Decode UEFI_VARIABLE_DATA; a VariableDataLength that disagrees with the event size is tolerated and noted."""
+    return VariableData(*variable_data_fields(data, base))
+
+
+def variable_data_fields(data: bytes, base: int = 0) -> tuple[uuid.UUID, str, bytes, int, tuple[str, ...]]:
+    """:func:`parse_variable_data` as a tuple (vendor_guid, name, data, declared_data_length, notes)."""
+    size = len(data)
+    if size < _VARIABLE_HEAD.size:
+        return _variable_data_fields(data, base)  # too short: the field-by-field reader names what is missing
+    raw_guid, name_length, data_length = _VARIABLE_HEAD.unpack_from(data, 0)
+    name_end = _VARIABLE_HEAD.size + 2 * name_length
+    if name_length > 1024 or name_end > size:
+        return _variable_data_fields(data, base)
+    name = data[_VARIABLE_HEAD.size : name_end].decode("utf-16-le", errors="replace")
+    available = size - name_end
+    if data_length > available:
+        notes: tuple[str, ...] = (
+            f"VariableDataLength {data_length} exceeds the {available} bytes left in the event; truncated",
+        )
+        value = data[name_end:]
+    else:
+        value = data[name_end : name_end + data_length]
+        left = available - data_length
+        notes = (f"{left} bytes after VariableData ignored",) if left else ()
+    return guid_le(raw_guid), name.rstrip("\x00"), value, data_length, notes
+
+
+def _variable_data_fields(data: bytes, base: int) -> tuple[uuid.UUID, str, bytes, int, tuple[str, ...]]:
+    """UEFI_VARIABLE_DATA read field by field, so a malformed one gets the error of the first field that fails."""
     reader = Reader(data, base)
     guid = reader.guid("UEFI_VARIABLE_DATA.VariableName")
     name_length = reader.u64("UEFI_VARIABLE_DATA.UnicodeNameLength")
@@ -153,7 +197,7 @@ def parse_variable_data(data: bytes, base: int = 0) -> VariableData:
         value = reader.take(data_length, "UEFI_VARIABLE_DATA.VariableData")
         if reader.remaining:
             notes.append(f"{reader.remaining} bytes after VariableData ignored")
-    return VariableData(guid, name.rstrip("\x00"), value, data_length, tuple(notes))
+    return guid, name.rstrip("\x00"), value, data_length, tuple(notes)
 
 
 # --- EFI_SIGNATURE_LIST / EFI_SIGNATURE_DATA --------------------------------------------------------------------
@@ -178,30 +222,129 @@ class SignatureEntry:
             raise EventLogError(f"malformed X.509 certificate in signature entry: {exc}") from exc
 
 
+_LIST_HEADER = struct.Struct("<16sIII")  # EFI_SIGNATURE_LIST up to SignatureSize
+
+
+class SignatureListHeader(NamedTuple):
+    """One EFI_SIGNATURE_LIST: its SignatureType, and where its ``number`` signatures of ``size`` bytes start."""
+
+    signature_type: uuid.UUID
+    kind: SignatureKind
+    start: int  # offset of the first EFI_SIGNATURE_DATA in the variable data
+    size: int  # SignatureSize: owner GUID (16 bytes) + SignatureData
+    number: int  # how many signatures
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureLists:
+    """A well-formed concatenation of EFI_SIGNATURE_LISTs (the value of PK, KEK, db, dbx, MokList, ...).
+
+    :meth:`parse` checks the structure (every list header and size) without decoding the entries; :meth:`entries`
+    decodes them, :meth:`raw_entries` gives each EFI_SIGNATURE_DATA as it is stored (owner GUID in UEFI byte order,
+    then the data), which is what a comparison with known entries needs.
+    """
+
+    data: bytes
+    base: int
+    lists: tuple[SignatureListHeader, ...]
+
+    @classmethod
+    def parse(cls, data: bytes, base: int = 0) -> SignatureLists:
+        """Check the list structure of ``data``; raises EventLogError (absolute offset) where it is malformed."""
+        lists: list[SignatureListHeader] = []
+        size = len(data)
+        pos = 0
+        while pos < size:
+            start = base + pos
+            if pos + 28 > size:
+                raise _short_list_header(data, base, pos)
+            raw_type, list_size, header_size, sig_size = _LIST_HEADER.unpack_from(data, pos)
+            pos += 28
+            body = list_size - 28 - header_size
+            if list_size < 28 or body < 0 or body > size - pos - header_size:
+                raise EventLogError(f"EFI_SIGNATURE_LIST size {list_size} does not fit its event", offset=start + 16)
+            if sig_size < 16 or body % sig_size:
+                raise EventLogError(
+                    f"EFI_SIGNATURE_LIST of {body} bytes is not a whole number of {sig_size}-byte signatures",
+                    offset=start + 24,
+                )
+            pos += header_size
+            sig_type = guid_le(raw_type)
+            kind = _SIGNATURE_KINDS.get(raw_type, _UNKNOWN_KIND)
+            lists.append(SignatureListHeader(sig_type, kind, pos, sig_size, body // sig_size))
+            pos += body
+        return cls(data, base, tuple(lists))
+
+    def __len__(self) -> int:
+        return sum(header.number for header in self.lists)
+
+    def raw_entries(self) -> list[bytes]:
+        """Every EFI_SIGNATURE_DATA (16-byte owner GUID as stored, then the data), in order."""
+        data = self.data
+        out: list[bytes] = []
+        for header in self.lists:
+            size = header.size
+            start = header.start
+            out += [data[at : at + size] for at in range(start, start + header.number * size, size)]
+        return out
+
+    def contains_run(self, run: bytes, size: int) -> bool:
+        """Whether ``run``, a concatenation of EFI_SIGNATURE_DATA of ``size`` bytes each, is there as consecutive
+        entries of one list (a few memory comparisons instead of an entry-by-entry lookup)."""
+        data = self.data
+        if not run or len(run) % size:
+            return False
+        first = run[:size]
+        for header in self.lists:
+            if header.size != size:
+                continue
+            start = header.start
+            end = start + header.number * size
+            at = data.find(first, start, end)
+            while at >= 0:
+                if (at - start) % size == 0 and at + len(run) <= end and data.startswith(run, at):
+                    return True
+                at = data.find(first, at + 1, end)
+        return False
+
+    def entries(self) -> tuple[SignatureEntry, ...]:
+        """Every entry decoded, in order."""
+        data = self.data
+        out: list[SignatureEntry] = []
+        for header in self.lists:
+            size = header.size
+            kind = header.kind
+            sig_type = header.signature_type
+            start = header.start
+            out += [
+                SignatureEntry(kind, guid_le(data[at : at + 16]), data[at + 16 : at + size], sig_type)
+                for at in range(start, start + header.number * size, size)
+            ]
+        return tuple(out)
+
+
+_LIST_FIELDS = (
+    ("EFI_SIGNATURE_LIST.SignatureType", 16),
+    ("EFI_SIGNATURE_LIST.SignatureListSize", 4),
+    ("EFI_SIGNATURE_LIST.SignatureHeaderSize", 4),
+    ("EFI_SIGNATURE_LIST.SignatureSize", 4),
+)
+
+
+def _short_list_header(data: bytes, base: int, pos: int) -> EventLogError:
+    """The error for an EFI_SIGNATURE_LIST header cut short: the first field that does not fit (as Reader says it)."""
+    left = len(data) - pos
+    for what, size in _LIST_FIELDS:
+        if left < size:
+            return EventLogError(f"{what}: needs {size} bytes, {left} left", offset=base + pos)
+        left -= size
+        pos += size
+    return EventLogError("EFI_SIGNATURE_LIST header truncated", offset=base + pos)
+
+
 def parse_signature_lists(data: bytes, base: int = 0) -> tuple[SignatureEntry, ...]:
     """Decode a concatenation of EFI_SIGNATURE_LISTs (the value of PK, KEK, db, dbx, MokList, ...)."""
-    entries: list[SignatureEntry] = []
-    reader = Reader(data, base)
-    while reader.remaining:
-        start = reader.offset
-        sig_type = reader.guid("EFI_SIGNATURE_LIST.SignatureType")
-        list_size = reader.u32("EFI_SIGNATURE_LIST.SignatureListSize")
-        header_size = reader.u32("EFI_SIGNATURE_LIST.SignatureHeaderSize")
-        sig_size = reader.u32("EFI_SIGNATURE_LIST.SignatureSize")
-        body = list_size - 28 - header_size
-        if list_size < 28 or body < 0 or body > reader.remaining - header_size:
-            raise EventLogError(f"EFI_SIGNATURE_LIST size {list_size} does not fit its event", offset=start + 16)
-        if sig_size < 16 or body % sig_size:
-            raise EventLogError(
-                f"EFI_SIGNATURE_LIST of {body} bytes is not a whole number of {sig_size}-byte signatures",
-                offset=start + 24,
-            )
-        reader.take(header_size, "EFI_SIGNATURE_LIST.SignatureHeader")
-        kind = SIGNATURE_TYPES.get(sig_type, SignatureKind.UNKNOWN)
-        for _ in range(body // sig_size):
-            owner = reader.guid("EFI_SIGNATURE_DATA.SignatureOwner")
-            entries.append(SignatureEntry(kind, owner, reader.take(sig_size - 16, "SignatureData"), sig_type))
-    return tuple(entries)
+    return SignatureLists.parse(data, base).entries()
 
 
 def der_length(data: bytes) -> int | None:
@@ -227,7 +370,7 @@ def parse_signature_data(data: bytes, base: int = 0) -> tuple[SignatureEntry, tu
     """
     notes: list[str] = []
     if len(data) >= 16:
-        owner = uuid.UUID(bytes_le=data[:16])
+        owner = guid_le(data[:16])
         length = der_length(data[16:])
         if length is not None:
             if length != len(data) - 16:
@@ -240,7 +383,7 @@ def parse_signature_data(data: bytes, base: int = 0) -> tuple[SignatureEntry, tu
     if len(data) < 16:
         raise EventLogError(f"EFI_SIGNATURE_DATA of {len(data)} bytes has no room for its owner GUID", offset=base)
     kind = SignatureKind.SHA256 if len(data) == 48 else SignatureKind.UNKNOWN
-    return SignatureEntry(kind, uuid.UUID(bytes_le=data[:16]), data[16:]), tuple(notes)
+    return SignatureEntry(kind, guid_le(data[:16]), data[16:]), tuple(notes)
 
 
 # --- EFI_LOAD_OPTION (Boot####) ---------------------------------------------------------------------------------

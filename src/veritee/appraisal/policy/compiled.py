@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -51,8 +51,32 @@ class CompiledKernel:
     cmdline: re.Pattern[str] | None
 
 
+def _raw_signatures(keys: frozenset[SignatureKey] | None) -> frozenset[bytes] | None:
+    """The EFI_SIGNATURE_DATA bytes (owner GUID in UEFI byte order, then the data) of every key that has an owner;
+    an entry of a signature list always has one, so a key without an owner can match none."""
+    if keys is None:
+        return None
+    return frozenset(owner.bytes_le + data for owner, data in keys if owner is not None)
+
+
+def _signature_run(
+    signatures: tuple[EfiSignature, ...] | None, keys: frozenset[SignatureKey] | None
+) -> tuple[bytes, int] | None:
+    """``signatures`` (whose keys are ``keys``) as one run of EFI_SIGNATURE_DATA, with the size of each, when they
+    all have an owner and one size."""
+    if not signatures or keys is None or _signature_keys(signatures) != keys:
+        return None
+    raw = [uuid.UUID(sig.owner).bytes_le + sig.data for sig in signatures if sig.owner]
+    if len(raw) != len(signatures) or len({len(entry) for entry in raw}) != 1:
+        return None
+    return b"".join(raw), len(raw[0])
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledBootPolicy:
+    """The boot policy, compiled. ``pk_raw`` .. ``dbx_raw`` are derived from ``pk`` .. ``dbx``: the same entries as
+    the bytes a signature list stores them as, so an appraisal compares the measured lists without decoding them."""
+
     source: BootPolicy
     pk: frozenset[SignatureKey] | None
     kek: frozenset[SignatureKey] | None
@@ -62,6 +86,20 @@ class CompiledBootPolicy:
     mok: DigestPairs | None
     mokx: DigestPairs | None
     kernels: tuple[CompiledKernel, ...] | None
+    pk_raw: frozenset[bytes] | None = field(init=False, repr=False, compare=False)
+    kek_raw: frozenset[bytes] | None = field(init=False, repr=False, compare=False)
+    db_raw: frozenset[bytes] | None = field(init=False, repr=False, compare=False)
+    dbx_raw: frozenset[bytes] | None = field(init=False, repr=False, compare=False)
+    #: The required dbx entries, as stored, in the policy's order (that of the log it was made from), when they all
+    #: have one size: found as one run in a measured list, they are all there (else they are looked up one by one).
+    dbx_run: tuple[bytes, int] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pk_raw", _raw_signatures(self.pk))
+        object.__setattr__(self, "kek_raw", _raw_signatures(self.kek))
+        object.__setattr__(self, "db_raw", _raw_signatures(self.db))
+        object.__setattr__(self, "dbx_raw", _raw_signatures(self.dbx))
+        object.__setattr__(self, "dbx_run", _signature_run(self.source.dbx, self.dbx))
 
 
 @dataclass(frozen=True, slots=True)
