@@ -37,6 +37,48 @@ def _raw(tag_number: int) -> Callable[[Any, bool], CBORTag]:
 _SEMANTIC: Final = {n: _raw(n) for n in _RAW_TAGS}
 
 
+# Decoders for the default depth limit are reused, each with its own input stream (re-initialised in place for each
+# input, which CPython's BytesIO supports): building them costs as much as decoding a small item. A decoder is only
+# ever used by one caller at a time: it is taken from this free list and given back after a successful decode.
+_POOL: list[tuple[cbor2.CBORDecoder, io.BytesIO]] = []
+_POOL_MAX: Final = 16
+_POOL_KEEP_INPUT: Final = 64 * 1024  # a pooled stream does not hold on to a bigger input than this
+_DECODE_ERRORS: Final = (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError, MemoryError)
+
+
+def _new_decoder(fp: io.BytesIO, max_depth: int) -> cbor2.CBORDecoder:
+    return cbor2.CBORDecoder(
+        fp,
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+        semantic_decoders=_SEMANTIC,
+        max_depth=max_depth,
+    )
+
+
+def _decode_at(data: bytes, offset: int, max_depth: int) -> tuple[Any, int]:
+    """Decode one item of ``data`` starting at ``offset``; return it and the offset just after it."""
+    pooled = max_depth == DEFAULT_MAX_DEPTH
+    if pooled and _POOL:
+        decoder, fp = _POOL.pop()
+        fp.__init__(data)  # type: ignore[misc]
+    else:
+        fp = io.BytesIO(data)
+        decoder = _new_decoder(fp, max_depth)
+    if offset:
+        fp.seek(offset)
+    try:
+        value = decoder.decode()
+    except _DECODE_ERRORS as exc:
+        raise DecodeError(f"malformed CBOR: {exc}", offset=fp.tell()) from None  # this decoder is not reused
+    end = fp.tell()
+    if pooled and len(_POOL) < _POOL_MAX:
+        if len(data) > _POOL_KEEP_INPUT:
+            fp.__init__()  # type: ignore[misc]
+        _POOL.append((decoder, fp))
+    return value, end
+
+
 def decode_prefix(
     data: bytes, *, offset: int = 0, max_size: int = DEFAULT_MAX_SIZE, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> tuple[Any, int]:
@@ -47,25 +89,28 @@ def decode_prefix(
         raise DecodeError(f"CBOR input of {len(data)} bytes exceeds the limit of {max_size}")
     if offset >= len(data):
         raise DecodeError("CBOR input is empty", offset=offset)
-    fp = io.BytesIO(bytes(data))
-    fp.seek(offset)
-    decoder = cbor2.CBORDecoder(
-        fp,
-        allow_indefinite=False,
-        allow_duplicate_keys=False,
-        semantic_decoders=_SEMANTIC,
-        max_depth=max_depth,
-    )
-    try:
-        value = decoder.decode()
-    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError, MemoryError) as exc:
-        raise DecodeError(f"malformed CBOR: {exc}", offset=fp.tell()) from None
-    return value, fp.tell()
+    return _decode_at(bytes(data), offset, max_depth)
 
 
 def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Decode exactly one CBOR data item; trailing bytes are an error."""
-    value, end = decode_prefix(data, max_size=max_size, max_depth=max_depth)
+    if type(data) is bytes and 0 < len(data) <= max_size:  # the usual case, without decode_prefix's input checks
+        if max_depth == DEFAULT_MAX_DEPTH and _POOL:  # _decode_at's pooled path, inline
+            decoder, fp = _POOL.pop()
+            fp.__init__(data)  # type: ignore[misc]
+            try:
+                value = decoder.decode()
+            except _DECODE_ERRORS as exc:
+                raise DecodeError(f"malformed CBOR: {exc}", offset=fp.tell()) from None  # this decoder is not reused
+            end = fp.tell()
+            if len(_POOL) < _POOL_MAX:
+                if len(data) > _POOL_KEEP_INPUT:
+                    fp.__init__()  # type: ignore[misc]
+                _POOL.append((decoder, fp))
+        else:
+            value, end = _decode_at(data, 0, max_depth)
+    else:
+        value, end = decode_prefix(data, max_size=max_size, max_depth=max_depth)
     if end != len(data):
         raise DecodeError(f"{len(data) - end} trailing bytes after the CBOR data item", offset=end)
     return value

@@ -2,6 +2,7 @@
 
 * Signatures: :class:`Sign1Message` / :func:`sign1` (tag 18) and :class:`SignMessage` / :func:`sign` (tag 98) with
   ES256/384/512, ESP256/384/512, EdDSA and Ed25519; ECDSA is deterministic (RFC 6979) and raw ``r || s``.
+  :class:`Sign1Template` prepares fixed COSE_Sign1 headers once for signing many payloads.
 * MAC: :class:`Mac0Message` / :func:`mac0` (tag 17) with HMAC.
 * Encryption: :class:`EncryptMessage` (tag 96) / :class:`Encrypt0Message` (tag 16), :func:`decrypt`, :func:`encrypt`;
   recipients direct, A128/192/256KW, ECDH-ES + HKDF-SHA256 (direct or + AES-KW); content AES-GCM and AES-CTR.
@@ -33,7 +34,7 @@ from veritee.cose.encrypt import (
 from veritee.cose.keys import CoseKey
 from veritee.cose.mac import Mac0Message, mac0
 from veritee.cose.recipients import SUIT_KDF_OTHER, Recipient, RecipientInfo, kdf_context
-from veritee.cose.sign import Sign1Message, Signature, Signer, SignMessage, sign, sign1
+from veritee.cose.sign import Sign1Message, Sign1Template, Signature, Signer, SignMessage, sign, sign1
 
 __all__ = [
     "COSE_ENCRYPT0_TAG",
@@ -57,6 +58,7 @@ __all__ = [
     "Recipient",
     "RecipientInfo",
     "Sign1Message",
+    "Sign1Template",
     "SignMessage",
     "Signature",
     "Signer",

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import cbor2
+
 from veritee import cbor
 from veritee.cose.algorithms import Algorithm, HeaderLabel
 from veritee.cose.keys import CoseKey
@@ -42,7 +44,12 @@ KeysArg = CoseKey | Sequence[CoseKey]
 
 # Labels whose meaning veritee implements; a 'crit' list naming anything else is rejected (RFC 9052 §3.1).
 _UNDERSTOOD: Final = frozenset(int(label) for label in HeaderLabel)
-_BSTR_LABELS: Final = (HeaderLabel.KID, HeaderLabel.IV, HeaderLabel.PARTIAL_IV, HeaderLabel.SALT)
+_BSTR_LABELS: Final = frozenset(int(x) for x in (HeaderLabel.KID, HeaderLabel.IV, HeaderLabel.PARTIAL_IV,
+                                                   HeaderLabel.SALT))  # fmt: skip
+_ALG: Final = int(HeaderLabel.ALG)
+_CRIT: Final = int(HeaderLabel.CRIT)
+_IV: Final = int(HeaderLabel.IV)
+_PARTIAL_IV: Final = int(HeaderLabel.PARTIAL_IV)
 
 
 def head(major: int, n: int) -> bytes:
@@ -59,12 +66,18 @@ def head(major: int, n: int) -> bytes:
     return bytes((mt | 27,)) + n.to_bytes(8, "big")
 
 
+_BSTR_HEADS: Final = tuple(head(2, n) for n in range(256))
+
+
 def bstr(data: bytes) -> bytes:
     """The CBOR encoding of a byte string."""
-    return head(2, len(data)) + data
+    n = len(data)
+    return (_BSTR_HEADS[n] if n < 256 else head(2, n)) + data
 
 
-def _check_bytes(value: object, what: str) -> bytes:
+def check_bytes(value: object, what: str) -> bytes:
+    if type(value) is bytes:
+        return value
     if not isinstance(value, bytes | bytearray):
         raise EncodeError(f"{what} must be bytes, not {type(value).__name__}")
     return bytes(value)
@@ -74,8 +87,8 @@ def to_be_signed(
     context: bytes, body_protected: bytes, sign_protected: bytes | None, aad: bytes, payload: bytes
 ) -> bytes:
     """Sig_structure / MAC_structure (RFC 9052 §4.4, §6.3); ``context`` is the already-encoded tstr."""
-    aad = _check_bytes(aad, "external_aad")
-    payload = _check_bytes(payload, "payload")
+    aad = check_bytes(aad, "external_aad")
+    payload = check_bytes(payload, "payload")
     if sign_protected is None:
         return b"\x84" + context + bstr(body_protected) + bstr(aad) + bstr(payload)
     return b"\x85" + context + bstr(body_protected) + bstr(sign_protected) + bstr(aad) + bstr(payload)
@@ -83,7 +96,7 @@ def to_be_signed(
 
 def enc_structure(context: bytes, protected: bytes, aad: bytes) -> bytes:
     """Enc_structure (RFC 9052 §5.3)."""
-    return b"\x83" + context + bstr(protected) + bstr(_check_bytes(aad, "external_aad"))
+    return b"\x83" + context + bstr(protected) + bstr(check_bytes(aad, "external_aad"))
 
 
 CTX_SIGNATURE1: Final = b"\x6aSignature1"
@@ -94,22 +107,35 @@ CTX_ENCRYPT: Final = b"\x67Encrypt"
 
 
 _SCALARS: Final = (int, str, bytes, bool, type(None))
+# Protected headers already decoded and found valid on their own (see Headers.decode): small all-scalar maps, the
+# usual ``{1: alg}``, keyed by their exact bytes and copied out. Bounded.
 _PROTECTED_CACHE: dict[bytes, dict[Any, Any]] = {}
 _PROTECTED_CACHE_MAX: Final = 512
 
 
-def _decode_protected(raw: bytes) -> Any:
-    """Decode a protected header; small all-scalar maps (the usual ``{1: alg}``) are memoised and copied out."""
-    if not raw:
-        return {}
-    cached = _PROTECTED_CACHE.get(raw)
-    if cached is not None:
-        return dict(cached)
-    value = cbor.decode(raw)
-    if (isinstance(value, dict) and len(raw) <= 64 and len(_PROTECTED_CACHE) < _PROTECTED_CACHE_MAX
-            and all(type(v) in _SCALARS for v in value.values())):  # fmt: skip
-        _PROTECTED_CACHE[raw] = dict(value)
-    return value
+def _check_bucket(bucket: dict[Any, Any], where: str) -> None:
+    """The checks one header bucket must pass on its own: label types, and the types of well-known values."""
+    for label, value in bucket.items():
+        kind = type(label)
+        if kind is not int and kind is not str and (isinstance(label, bool) or not isinstance(label, int | str)):
+            raise DecodeError(f"{where}: header label {label!r} is neither int nor tstr")
+        if label in _BSTR_LABELS and not isinstance(value, bytes):
+            raise DecodeError(f"{where}: header {HeaderLabel(label).name} must be a byte string")
+        if label == _ALG and (isinstance(value, bool) or not isinstance(value, int | str)):
+            raise DecodeError(f"{where}: alg must be an int or tstr")
+
+
+def _check_crit(protected: dict[Any, Any], where: str) -> None:
+    crit = protected[_CRIT]
+    if not isinstance(crit, list) or not crit:
+        raise DecodeError(f"{where}: crit must be a non-empty array")
+    for label in crit:
+        if isinstance(label, bool) or not isinstance(label, int | str):
+            raise DecodeError(f"{where}: crit entry {label!r} is not a header label")
+        if label not in protected:
+            raise DecodeError(f"{where}: crit names {label!r}, which is not a protected header")
+        if not isinstance(label, int) or label not in _UNDERSTOOD:
+            raise ValidationError(f"{where}: critical header {label!r} is not understood")
 
 
 class Headers:
@@ -127,38 +153,28 @@ class Headers:
         """Validate both buckets (types of well-known labels, no label in both, 'crit' understood)."""
         if not isinstance(protected_raw, bytes):
             raise DecodeError(f"{where}: protected header must be a byte string")
-        protected: Any = _decode_protected(protected_raw)
+        cached = _PROTECTED_CACHE.get(protected_raw) if protected_raw else None
+        protected: Any = dict(cached) if cached is not None else (cbor.decode(protected_raw) if protected_raw else {})
         if not isinstance(protected, dict):
             raise DecodeError(f"{where}: protected header must encode a map")
         if not isinstance(unprotected, dict):
             raise DecodeError(f"{where}: unprotected header must be a map")
-        for bucket in (protected, unprotected):
-            for label, value in bucket.items():
-                if isinstance(label, bool) or not isinstance(label, int | str):
-                    raise DecodeError(f"{where}: header label {label!r} is neither int nor tstr")
-                if label in _BSTR_LABELS and not isinstance(value, bytes):
-                    raise DecodeError(f"{where}: header {HeaderLabel(label).name} must be a byte string")
-                if label == HeaderLabel.ALG and (isinstance(value, bool) or not isinstance(value, int | str)):
-                    raise DecodeError(f"{where}: alg must be an int or tstr")
-        both = protected.keys() & unprotected.keys()
-        if both:
-            raise DecodeError(f"{where}: header labels {sorted(map(str, both))} appear in both buckets")
-        if HeaderLabel.CRIT in unprotected:
+        if cached is None:
+            _check_bucket(protected, where)
+            if (protected and len(protected_raw) <= 64 and len(_PROTECTED_CACHE) < _PROTECTED_CACHE_MAX
+                    and all(type(v) in _SCALARS for v in protected.values())):  # fmt: skip
+                _PROTECTED_CACHE[protected_raw] = dict(protected)
+        _check_bucket(unprotected, where)
+        if protected and unprotected:
+            for label in unprotected:
+                if label in protected:
+                    both = protected.keys() & unprotected.keys()
+                    raise DecodeError(f"{where}: header labels {sorted(map(str, both))} appear in both buckets")
+        if _CRIT in unprotected:
             raise DecodeError(f"{where}: crit must be a protected header")
-        if HeaderLabel.CRIT in protected:
-            crit = protected[HeaderLabel.CRIT]
-            if not isinstance(crit, list) or not crit:
-                raise DecodeError(f"{where}: crit must be a non-empty array")
-            for label in crit:
-                if isinstance(label, bool) or not isinstance(label, int | str):
-                    raise DecodeError(f"{where}: crit entry {label!r} is not a header label")
-                if label not in protected:
-                    raise DecodeError(f"{where}: crit names {label!r}, which is not a protected header")
-                if not isinstance(label, int) or label not in _UNDERSTOOD:
-                    raise ValidationError(f"{where}: critical header {label!r} is not understood")
-        if HeaderLabel.IV in protected.keys() | unprotected.keys() and (
-            HeaderLabel.PARTIAL_IV in protected.keys() | unprotected.keys()
-        ):
+        if _CRIT in protected:
+            _check_crit(protected, where)
+        if (_IV in protected or _IV in unprotected) and (_PARTIAL_IV in protected or _PARTIAL_IV in unprotected):
             raise DecodeError(f"{where}: IV and Partial IV must not both be present")
         return cls(protected_raw, protected, unprotected)
 
@@ -193,12 +209,27 @@ class Headers:
         return value if isinstance(value, bytes) else None
 
 
+_PLAIN: Final = frozenset({int, str, bytes, bool, float, type(None)})
+_MAPS: Final = frozenset({dict, cbor2.frozendict})
+
+
 def thaw(obj: Any) -> Any:
     """Mutable copies of what cbor2 decodes inside a tag (tuples -> lists, frozendicts -> dicts; keys unchanged)."""
+    kind = type(obj)
+    if kind in _PLAIN:
+        return obj
+    if kind is tuple or kind is list:
+        return [x if type(x) in _PLAIN else thaw(x) for x in obj]
+    if kind in _MAPS:
+        out = dict(obj.items())  # (dict(frozendict) takes cbor2's slow Mapping path)
+        for value in out.values():
+            if type(value) not in _PLAIN:
+                return {k: v if type(v) in _PLAIN else thaw(v) for k, v in out.items()}
+        return out
     if isinstance(obj, tuple | list):
         return [thaw(x) for x in obj]
     if isinstance(obj, Mapping):
-        return {k: thaw(v) for k, v in obj.items()}
+        return {k: v if type(v) in _PLAIN else thaw(v) for k, v in obj.items()}
     if isinstance(obj, cbor.CBORTag):
         return cbor.CBORTag(obj.tag, thaw(obj.value))
     return obj
@@ -256,7 +287,7 @@ def payload_for(payload: bytes | None, detached: bytes | None) -> bytes:
     if payload is None:
         if detached is None:
             raise ValidationError("the payload is detached: pass detached_payload")
-        return _check_bytes(detached, "detached_payload")
+        return check_bytes(detached, "detached_payload")
     if detached is not None:
         raise ValidationError("the payload is attached: do not pass detached_payload")
     return payload

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from veritee import cbor
 from veritee.cose.algorithms import Algorithm, HeaderLabel
 from veritee.cose.common import (
     COSE_SIGN1_TAG,
@@ -15,16 +16,24 @@ from veritee.cose.common import (
     Headers,
     KeysArg,
     as_keys,
+    bstr,
     candidates,
+    check_bytes,
     decode_cose,
     encode_cose,
     payload_for,
+    thaw,
     to_be_signed,
+    unwrap,
 )
 from veritee.cose.keys import CoseKey
 from veritee.errors import DecodeError, EncodeError, SignatureError, UnsupportedAlgorithmError, VeriteeError
 
-__all__ = ["Sign1Message", "SignMessage", "Signature", "Signer", "sign", "sign1"]
+__all__ = ["Sign1Message", "Sign1Template", "SignMessage", "Signature", "Signer", "sign", "sign1"]
+
+_SIGN1_TAG_HEAD: Final = b"\xd2"  # tag 18
+_NIL: Final = b"\xf6"
+_EMPTY_AAD: Final = b"\x40"
 
 
 def _payload_field(value: object, name: str) -> bytes | None:
@@ -76,7 +85,17 @@ class Sign1Message:
     @classmethod
     def decode(cls, data: bytes) -> Sign1Message:
         """Decode a COSE_Sign1, tagged (18) or not; any structural problem is a :class:`DecodeError`."""
-        items, tagged = decode_cose(data, COSE_SIGN1_TAG, (4,), "COSE_Sign1")
+        if type(data) is not bytes:
+            items, tagged = decode_cose(data, COSE_SIGN1_TAG, (4,), "COSE_Sign1")
+        else:
+            obj = cbor.decode(data)
+            value = obj.value if type(obj) is cbor.CBORTag and obj.tag == COSE_SIGN1_TAG else None
+            if type(value) is tuple and len(value) == 4:  # the usual tagged form, without the generic unwrapping
+                protected_raw, unprotected, payload, signature = value
+                if type(signature) is bytes and (payload is None or type(payload) is bytes):
+                    headers = Headers.decode(protected_raw, thaw(unprotected), "COSE_Sign1")
+                    return cls(headers, payload, signature, True)
+            items, tagged = unwrap(obj, COSE_SIGN1_TAG, (4,), "COSE_Sign1")
         headers = Headers.decode(items[0], items[1], "COSE_Sign1")
         payload = _payload_field(items[2], "COSE_Sign1")
         if not isinstance(items[3], bytes):
@@ -85,7 +104,10 @@ class Sign1Message:
 
     def to_be_signed(self, *, detached_payload: bytes | None = None, external_aad: bytes = b"") -> bytes:
         """The Sig_structure bytes the signature covers."""
-        payload = payload_for(self.payload, detached_payload)
+        payload = self.payload
+        if payload is not None and detached_payload is None and type(external_aad) is bytes and not external_aad:
+            return b"\x84" + CTX_SIGNATURE1 + bstr(self.headers.protected_raw) + _EMPTY_AAD + bstr(payload)
+        payload = payload_for(payload, detached_payload)
         return to_be_signed(CTX_SIGNATURE1, self.headers.protected_raw, None, external_aad, payload)
 
     def verify(
@@ -106,12 +128,9 @@ class Sign1Message:
         return encode_cose(COSE_SIGN1_TAG if (self.tagged if tag is None else tag) else None, items)
 
 
-def _signing_headers(
+def _build_signing_headers(
     key: CoseKey, protected: Mapping[Any, Any] | bytes | None, unprotected: Mapping[Any, Any] | None
 ) -> tuple[Headers, Algorithm]:
-    """Headers with ``alg`` first in the protected bucket (added from the key unless given) and the key's kid."""
-    if not key.is_private:
-        raise EncodeError("signing needs a private key")
     if isinstance(protected, bytes):
         headers = Headers.build(protected, unprotected)
     else:
@@ -125,6 +144,100 @@ def _signing_headers(
     alg = headers.alg
     key.check_alg(alg)
     return headers, alg
+
+
+class Sign1Template:
+    """COSE_Sign1 signing with one key and fixed headers, prepared once.
+
+    The headers follow the rules of :func:`sign1` and are built, checked and encoded when the template is made;
+    ``template.sign(payload)`` then returns exactly what ``sign1(payload, key, protected=..., unprotected=...)``
+    returns, concatenating the Sig_structure and the COSE_Sign1 array from their encoded parts (RFC 9052 §4.4).
+    """
+
+    __slots__ = ("_headers", "_sig_prefix", "_sign1_prefix", "alg", "key")
+
+    def __init__(
+        self,
+        key: CoseKey,
+        *,
+        protected: Mapping[Any, Any] | bytes | None = None,
+        unprotected: Mapping[Any, Any] | None = None,
+    ) -> None:
+        if not key.is_private:
+            raise EncodeError("signing needs a private key")
+        headers, alg = _build_signing_headers(key, protected, unprotected)
+        raw = headers.protected_raw
+        self.key = key
+        self.alg = alg
+        self._headers = headers  # never handed out, so nobody can change these dicts
+        self._sig_prefix = b"\x84" + CTX_SIGNATURE1 + bstr(raw)
+        self._sign1_prefix = b"\x84" + bstr(raw) + cbor.encode(headers.unprotected)
+
+    def sign(self, payload: bytes, *, detached: bool = False, tag: bool = True, external_aad: bytes = b"") -> bytes:
+        """The COSE_Sign1 over ``payload`` (see :func:`sign1` for ``detached``, ``tag`` and ``external_aad``)."""
+        if type(external_aad) is bytes and not external_aad:
+            aad = _EMPTY_AAD
+        else:
+            aad = bstr(check_bytes(external_aad, "external_aad"))
+        encoded = bstr(payload if type(payload) is bytes else check_bytes(payload, "payload"))
+        signature = self.key.sign_bytes(self.alg, self._sig_prefix + aad + encoded)
+        return (
+            (_SIGN1_TAG_HEAD if tag else b"") + self._sign1_prefix + (_NIL if detached else encoded) + bstr(signature)
+        )
+
+
+_MEMO_SCALARS: Final = frozenset({int, str, bytes, bool, type(None)})
+_MEMO_SLOT: Final = "sign1-templates"
+_MEMO_MAX: Final = 32
+
+
+def _memo_items(bucket: Mapping[Any, Any] | None) -> tuple[Any, ...] | None:
+    """A key for a small header map of scalars that tells apart what ``==`` does not (``1``/``True``, labels/ints)."""
+    if bucket is None:
+        return ()
+    if type(bucket) is not dict or len(bucket) > 4:
+        return None
+    labels = tuple(bucket)
+    values = tuple(bucket.values())
+    types = (*map(type, labels), *map(type, values))
+    return (labels, values, types) if _MEMO_SCALARS.issuperset(types) else None
+
+
+def _template(
+    key: CoseKey, protected: Mapping[Any, Any] | bytes | None, unprotected: Mapping[Any, Any] | None
+) -> Sign1Template:
+    """A template for these headers; small all-scalar header maps are memoised per key.
+
+    The memo only ever holds templates that a full build accepted, under a key that tells apart values ``==`` does
+    not, so signing again with the same headers skips building, encoding and validating them.
+    """
+    if not key.is_private:
+        raise EncodeError("signing needs a private key")
+    memo_key: tuple[Any, ...] | None = None
+    if protected is None or type(protected) is dict:
+        prot_items = _memo_items(protected)
+        unprot_items = _memo_items(unprotected) if prot_items is not None else None
+        if prot_items is not None and unprot_items is not None:
+            memo_key = (protected is None, prot_items, unprotected is None, unprot_items)
+            memo: dict[tuple[Any, ...], Sign1Template] | None = key._cache.get(_MEMO_SLOT)
+            if memo is not None:
+                found = memo.get(memo_key)
+                if found is not None:
+                    return found
+    template = Sign1Template(key, protected=protected, unprotected=unprotected)
+    if memo_key is not None:
+        memo = key._cache.setdefault(_MEMO_SLOT, {})
+        if len(memo) < _MEMO_MAX:
+            memo[memo_key] = template
+    return template
+
+
+def _signing_headers(
+    key: CoseKey, protected: Mapping[Any, Any] | bytes | None, unprotected: Mapping[Any, Any] | None
+) -> tuple[Headers, Algorithm]:
+    """Headers with ``alg`` first in the protected bucket (added from the key unless given) and the key's kid."""
+    template = _template(key, protected, unprotected)
+    return template._headers, template.alg
 
 
 def sign1(
@@ -142,12 +255,9 @@ def sign1(
     ``alg`` comes from ``protected`` if present, else the key (its ``alg``, or ESP256/ESP384/ESP512/Ed25519 by curve)
     and is put first in the protected map. With ``unprotected=None`` the key's kid (if any) goes there. ``protected``
     may also be the raw protected bytes to reproduce an existing message. ``detached`` leaves ``nil`` as the payload.
+    To sign many payloads with the same key and headers, :class:`Sign1Template` prepares the headers once.
     """
-    headers, alg = _signing_headers(key, protected, unprotected)
-    tbs = to_be_signed(CTX_SIGNATURE1, headers.protected_raw, None, external_aad, payload)
-    signature = key.sign_bytes(alg, tbs)
-    items = [headers.protected_raw, headers.unprotected, None if detached else payload, signature]
-    return encode_cose(COSE_SIGN1_TAG if tag else None, items)
+    return _template(key, protected, unprotected).sign(payload, detached=detached, tag=tag, external_aad=external_aad)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from veritee.errors import ValidationError
 
@@ -106,6 +106,18 @@ class DataItem(IntFlag):
     EXTENSIONS = 4
     SUIT_REPORTS = 8
 
+    def __or__(self, other: int) -> Self:
+        # The usual ``DataItem.X | DataItem.Y`` from a table of every combination of the defined bits, instead of
+        # the generic (and much slower) Flag machinery, which still answers everything else.
+        if type(other) is DataItem:
+            found = _DATA_ITEM_COMBINATIONS.get(self._value_ | other._value_)
+            if found is not None:
+                return found
+        return super().__or__(other)
+
+
+_DATA_ITEM_COMBINATIONS: Final[dict[int, DataItem]] = {bits: DataItem(bits) for bits in range(16)}
+
 
 class FreshnessMechanism(IntEnum):
     NONCE = 0
@@ -127,7 +139,7 @@ _SIGNING_TYPES: Final = frozenset({CoseType.SIGN1, CoseType.SIGN})
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from veritee import cbor
-from veritee.cose import Algorithm, CoseKey, HeaderLabel, Sign1Message, Signer, SignMessage, sign, sign1
+from veritee.cose import (
+    Algorithm,
+    CoseKey,
+    HeaderLabel,
+    Headers,
+    Sign1Message,
+    Sign1Template,
+    Signer,
+    SignMessage,
+    sign,
+    sign1,
+)
 from veritee.errors import (
     DecodeError,
     KeyFormatError,
@@ -40,6 +51,8 @@ _CWT_CNF: Final = 8
 _CNF_COSE_KEY: Final = 1
 _SIGN1_TAG: Final = 18
 _SIGN_TAG: Final = 98
+_SIGN1_HEAD: Final = b"\xd2"
+_SIGN_HEAD: Final = b"\xd8\x62"
 
 
 @dataclass(frozen=True)
@@ -63,11 +76,15 @@ class VerifiedMessage:
         return self.signer.thumbprint()
 
 
+_ALG_LABEL: Final = int(HeaderLabel.ALG)
+_KID_LABEL: Final = int(HeaderLabel.KID)
+
+
 def _kid_header(key: CoseKey, kid: bytes | bool | None) -> dict[int, Any]:
     if kid is False:
         return {}
     value = key.thumbprint() if kid is True or kid is None else kid
-    return {int(HeaderLabel.KID): value}
+    return {_KID_LABEL: value}
 
 
 def sign_message(
@@ -86,10 +103,30 @@ def sign_message(
     """
     payload = message if isinstance(message, bytes) else message.encode()
     chosen = Algorithm.from_id(alg) if alg is not None else key.default_alg()
+    if not present_key and (kid is True or kid is False or type(kid) is bytes):
+        return _template(key, chosen, kid).sign(payload)
     unprotected = _kid_header(key, kid)
     if present_key:
         unprotected[KCCS_HEADER] = {_CWT_CNF: {_CNF_COSE_KEY: key.public().to_cose_key()}}
-    return sign1(payload, key, protected={int(HeaderLabel.ALG): int(chosen)}, unprotected=unprotected)
+    return sign1(payload, key, protected={_ALG_LABEL: chosen.value}, unprotected=unprotected)
+
+
+# Prepared COSE_Sign1 headers per (signing key, alg, kid choice): a TAM or Agent signs every message with the same few.
+# Keyed by the key's identity; each entry keeps its key alive, so that identity cannot be reused. Bounded.
+_TEMPLATES: dict[tuple[int, Algorithm, bytes | bool], tuple[CoseKey, Sign1Template]] = {}
+_TEMPLATES_MAX: Final = 64
+
+
+def _template(key: CoseKey, alg: Algorithm, kid: bytes | bool) -> Sign1Template:
+    slot = (id(key), alg, kid)
+    entry = _TEMPLATES.get(slot)
+    if entry is not None and entry[0] is key:
+        return entry[1]
+    template = Sign1Template(key, protected={_ALG_LABEL: alg.value}, unprotected=_kid_header(key, kid))
+    if len(_TEMPLATES) >= _TEMPLATES_MAX:
+        _TEMPLATES.clear()
+    _TEMPLATES[slot] = (key, template)
+    return template
 
 
 def sign_query_request(
@@ -144,20 +181,20 @@ def _verify_one(
     signature: bytes,
     alg: Algorithm,
     kid: bytes | None,
-    headers: Mapping[Any, Any],
+    headers: Headers,
     anchors: Sequence[CoseKey],
     learn: bool,
 ) -> tuple[CoseKey, bool]:
     found = _matching(anchors, alg, kid)
     for key in found:
         try:
-            key.verify_bytes(alg, tbs, signature)
+            key.verify_checked(alg, tbs, signature)  # _matching has checked that the key can do alg
         except SignatureError:
             continue
         return key, False
     if found and kid is not None:
         raise SignatureError(f"{alg.name} signature does not verify with the trust anchor for kid {kid.hex()}")
-    offered = presented_key(headers) if learn else None
+    offered = presented_key({**headers.unprotected, **headers.protected}) if learn else None
     if offered is not None:
         if kid is not None and kid != offered.thumbprint():
             raise UntrustedSignerError("the presented key does not match the kid")
@@ -184,8 +221,15 @@ def open_message(
     TEEP message).
     """
     allowed = None if allowed_algs is None else {int(a) for a in allowed_algs}
-    outer = cbor.decode(data)
-    tag = outer.tag if isinstance(outer, cbor.CBORTag) else None
+    # The usual tagged forms are recognised by their first bytes (d2 = tag 18, d8 62 = tag 98), so the message is
+    # decoded once, by the COSE decoder; anything else is decoded here first to find out what it is.
+    if type(data) is bytes and data[:1] == _SIGN1_HEAD:
+        tag: int | None = _SIGN1_TAG
+    elif type(data) is bytes and data[:2] == _SIGN_HEAD:
+        tag = _SIGN_TAG
+    else:
+        outer = cbor.decode(data)
+        tag = outer.tag if isinstance(outer, cbor.CBORTag) else None
     if tag == _SIGN_TAG:
         multi = SignMessage.decode(data)
         if multi.payload is None:
@@ -197,8 +241,7 @@ def open_message(
                 if allowed is not None and int(alg) not in allowed:
                     raise UnsupportedAlgorithmError(f"{alg.name} is not an allowed algorithm")
                 tbs = multi.to_be_signed(sig)
-                merged = {**sig.unprotected, **sig.protected}
-                key, learned = _verify_one(tbs, sig.signature, alg, sig.kid, merged, trust_anchors, learn)
+                key, learned = _verify_one(tbs, sig.signature, alg, sig.kid, sig.headers, trust_anchors, learn)
             except (UnsupportedAlgorithmError, UntrustedSignerError, SignatureError) as exc:
                 last = exc
                 continue
@@ -210,15 +253,17 @@ def open_message(
     if tag not in (None, _SIGN1_TAG):
         raise DecodeError(f"a TEEP message is a COSE_Sign1 (18) or COSE_Sign (98), not tag {tag}")
     single = Sign1Message.decode(data)
-    if single.payload is None:
+    payload = single.payload
+    if payload is None:
         raise DecodeError("a TEEP COSE_Sign1 must carry its payload")
-    alg = single.alg
+    headers = single.headers
+    alg = headers.alg
     if allowed is not None and int(alg) not in allowed:
         raise UnsupportedAlgorithmError(f"{alg.name} is not an allowed algorithm")
-    merged = {**single.unprotected, **single.protected}
-    key, learned = _verify_one(single.to_be_signed(), single.signature, alg, single.kid, merged, trust_anchors, learn)
-    message = decode_message(single.payload, compat=compat)
-    return VerifiedMessage(message, key, alg, CoseType.SIGN1, single.kid, learned)
+    kid = headers.kid
+    key, learned = _verify_one(single.to_be_signed(), single.signature, alg, kid, headers, trust_anchors, learn)
+    message = decode_message(payload, compat=compat)
+    return VerifiedMessage(message, key, alg, CoseType.SIGN1, kid, learned)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ value (lists, dicts, bytes, ints) that re-encodes to exactly what was decoded.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from veritee import cbor
@@ -132,12 +132,48 @@ class RequestedTc:
 # --- option codecs ------------------------------------------------------------------------------------------------
 Decoder = Callable[[Any, str, bool], Any]
 Encoder = Callable[[Any], Any]
+FastDecoder = Callable[[Any], Any]
+
+
+class _Slow:
+    """The answer of a fast decoder that does not decide: the full decoder must run (and say what is wrong)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SLOW"
+
+
+SLOW: Final = _Slow()
+
+
+def identity(value: Any) -> Any:
+    """The encoder of values that are their own CBOR form (byte and text strings, integers)."""
+    return value
 
 
 @dataclass(frozen=True)
 class Codec:
+    """``decode`` validates a CBOR value and returns the typed value; ``encode`` is its inverse.
+
+    ``fast``, when set, is a shortcut for the common well-formed case that needs no error text: it returns exactly what
+    ``decode`` would, or :data:`SLOW` whenever it cannot tell (then ``decode`` runs and raises or returns).
+    ``fast_built`` (default: ``fast``) is the one the constructors use; it may rely on values seen before.
+    """
+
     decode: Decoder
-    encode: Encoder = field(default=lambda v: v)
+    encode: Encoder = field(default=identity)
+    fast: FastDecoder | None = None
+    fast_built: FastDecoder | None = None  # a shortcut like ``fast``, for the values of a message being built only
+
+    def read(self, value: Any, name: str, compat: bool) -> Any:
+        """``decode``, through ``fast`` first when there is one."""
+        fast = self.fast
+        if fast is not None:
+            result = fast(value)
+            if result is not SLOW:
+                return result
+        return self.decode(value, name, compat)
 
 
 def bstr(lo: int = 0, hi: int | None = None) -> Codec:
@@ -148,7 +184,12 @@ def bstr(lo: int = 0, hi: int | None = None) -> Codec:
             raise ValidationError(f"{name} must be {lo}..{hi} bytes, got {len(value)}")
         return value
 
-    return Codec(dec)
+    top = UINT64_MAX if hi is None else hi
+
+    def fast(value: Any) -> Any:
+        return value if type(value) is bytes and lo <= len(value) <= top else SLOW
+
+    return Codec(dec, fast=fast)
 
 
 def tstr(lo: int = 0, hi: int | None = None) -> Codec:
@@ -160,7 +201,13 @@ def tstr(lo: int = 0, hi: int | None = None) -> Codec:
             raise ValidationError(f"{name} must be {lo}..{hi} bytes of UTF-8, got {size}")
         return value
 
-    return Codec(dec)
+    top = UINT64_MAX if hi is None else hi
+
+    def fast(value: Any) -> Any:
+        # An ASCII string has one UTF-8 byte per character; anything else is measured by the full decoder.
+        return value if type(value) is str and value.isascii() and lo <= len(value) <= top else SLOW
+
+    return Codec(dec, fast=fast)
 
 
 def uint(limit: int = UINT64_MAX) -> Codec:
@@ -169,7 +216,10 @@ def uint(limit: int = UINT64_MAX) -> Codec:
             raise ValidationError(f"{name} is an unsigned integer up to {limit}")
         return int(value)
 
-    return Codec(dec)
+    def fast(value: Any) -> Any:
+        return value if type(value) is int and 0 <= value <= limit else SLOW
+
+    return Codec(dec, fast=fast)
 
 
 def array(item: Codec, *, empty_in_compat: bool = False) -> Codec:
@@ -180,12 +230,28 @@ def array(item: Codec, *, empty_in_compat: bool = False) -> Codec:
             raise ValidationError(f"{name} is an array")
         if not value and not (compat and empty_in_compat):
             raise ValidationError(f"{name} must have at least one element")
-        return tuple(item.decode(v, f"{name}[{i}]", compat) for i, v in enumerate(value))
+        return tuple(item.read(v, f"{name}[{i}]", compat) for i, v in enumerate(value))
 
     def enc(value: Any) -> list[Any]:
         return [item.encode(v) for v in value]
 
-    return Codec(dec, enc)
+    fast_item = item.fast
+    if fast_item is None:
+        return Codec(dec, enc)
+
+    def fast(value: Any) -> Any:
+        kind = type(value)
+        if (kind is not list and kind is not tuple) or not value:
+            return SLOW
+        out = []
+        for v in value:
+            result = fast_item(v)
+            if result is SLOW:
+                return SLOW
+            out.append(result)
+        return tuple(out)
+
+    return Codec(dec, enc, fast)
 
 
 def _cbor_item(value: Any, name: str) -> Any:
@@ -202,6 +268,14 @@ def _dec_embedded_cbor(value: Any, name: str, compat: bool) -> bytes:
     return value
 
 
+# Byte strings already found to hold a SUIT_Envelope. Validity depends on the bytes alone, so when a TAM builds Updates
+# carrying the same Trusted Component for many devices, the manifest is not decoded again for each one. Received
+# manifests are always decoded (see MANIFESTS). Bounded.
+_KNOWN_ENVELOPES: dict[bytes, None] = {}
+_KNOWN_ENVELOPES_MAX: Final = 64
+_KNOWN_ENVELOPE_MAX_SIZE: Final = 64 * 1024
+
+
 def _dec_envelope(value: Any, name: str, compat: bool) -> bytes:
     if not isinstance(value, bytes):
         raise ValidationError(f"{name} is a bstr-wrapped SUIT_Envelope")
@@ -210,19 +284,116 @@ def _dec_envelope(value: Any, name: str, compat: bool) -> bytes:
         item = item.value
     if not isinstance(item, Mapping):
         raise ValidationError(f"{name}: a SUIT_Envelope is a map (optionally tagged 107)")
+    if type(value) is bytes and len(value) <= _KNOWN_ENVELOPE_MAX_SIZE:
+        if len(_KNOWN_ENVELOPES) >= _KNOWN_ENVELOPES_MAX:
+            _KNOWN_ENVELOPES.clear()
+        _KNOWN_ENVELOPES[value] = None
     return value
+
+
+def _known_manifests(value: Any) -> Any:
+    if type(value) not in _SEQUENCES or not value:
+        return SLOW
+    for envelope in value:
+        if type(envelope) is not bytes or envelope not in _KNOWN_ENVELOPES:
+            return SLOW
+    return tuple(value)
 
 
 def _dec_suite(value: Any, name: str, compat: bool) -> CipherSuite:
     return CipherSuite.from_cbor(value, where=name)
 
 
+# Suites by their operations (exact ints): the usual offers decode to shared immutable objects. Bounded.
+# (The shortcuts below are plain loops: in CPython 3.11 they beat map/set pipelines on such small inputs.)
+_SUITES: dict[tuple[tuple[int, int], ...], CipherSuite] = {}
+_SUITES_MAX: Final = 64
+_SEQUENCES: Final = frozenset({list, tuple})
+
+
+def _suite(operations: tuple[tuple[int, int], ...]) -> CipherSuite:
+    suite = _SUITES.get(operations)
+    if suite is None:
+        suite = CipherSuite(operations)
+        if len(_SUITES) >= _SUITES_MAX:
+            _SUITES.clear()
+        _SUITES[operations] = suite
+    return suite
+
+
+def _fast_suite(value: Any) -> Any:
+    if type(value) not in _SEQUENCES or not value:
+        return SLOW
+    operations = []
+    for op in value:
+        if type(op) not in _SEQUENCES or len(op) != 2:
+            return SLOW
+        cose_type, alg = op
+        if type(cose_type) is not int or type(alg) is not int:
+            return SLOW
+        operations.append((cose_type, alg))
+    return _suite(tuple(operations))
+
+
+def _fast_suites(value: Any) -> Any:
+    """The whole ``[+ suite]`` array at once (the per-item loop of :func:`array`, without the per-item calls)."""
+    if type(value) not in _SEQUENCES or not value:
+        return SLOW
+    suites = []
+    for suite in value:
+        if type(suite) in _SEQUENCES and len(suite) == 1:  # a single operation: the only kind in use
+            op = suite[0]
+            if type(op) in _SEQUENCES and len(op) == 2:
+                cose_type, alg = op
+                if type(cose_type) is int and type(alg) is int:
+                    suites.append(_suite(((cose_type, alg),)))
+                    continue
+        found = _fast_suite(suite)
+        if found is SLOW:
+            return SLOW
+        suites.append(found)
+    return tuple(suites)
+
+
 def _dec_profile(value: Any, name: str, compat: bool) -> SuitCoseProfile:
     return suit_cose_profile_from_cbor(value, where=name)
 
 
+def _fast_profile(value: Any) -> Any:
+    if type(value) not in _SEQUENCES or not value:
+        return SLOW
+    for x in value:
+        if type(x) is not int:
+            return SLOW
+    return tuple(value)
+
+
+def _fast_profiles(value: Any) -> Any:
+    """The whole ``[+ profile]`` array at once (the per-item loop of :func:`array`, without the per-item calls)."""
+    if type(value) not in _SEQUENCES or not value:
+        return SLOW
+    profiles = []
+    for profile in value:
+        if type(profile) not in _SEQUENCES or not profile:
+            return SLOW
+        for x in profile:
+            if type(x) is not int:
+                return SLOW
+        profiles.append(tuple(profile))
+    return tuple(profiles)
+
+
 def _dec_component_id(value: Any, name: str, compat: bool) -> ComponentId:
     return component_id_from_cbor(value, where=name)
+
+
+def _fast_component_id(value: Any) -> Any:
+    if type(value) not in _SEQUENCES:
+        return SLOW
+    for x in value:
+        if type(x) is not bytes:
+            return SLOW
+    return tuple(value)
 
 
 def _dec_claims(value: Any, name: str, compat: bool) -> SystemPropertyClaims:
@@ -244,8 +415,19 @@ def _dec_err_code(value: Any, name: str, compat: bool) -> ErrorCode:
         raise ValidationError(f"{name}: unknown error code {value}") from None
 
 
+_ERROR_CODES: Final[dict[int, ErrorCode]] = {int(code): code for code in ErrorCode}
+
+
+def _fast_err_code(value: Any) -> Any:
+    return _ERROR_CODES.get(value, SLOW) if type(value) is int else SLOW
+
+
 def _to_cbor(value: Any) -> Any:
     return value.to_cbor()
+
+
+def _encode_profiles(value: Any) -> list[Any]:
+    return [list(profile) for profile in value]
 
 
 TOKEN: Final = bstr(8, 64)
@@ -258,12 +440,12 @@ VERSION: Final = uint(UINT32_MAX)
 VERSIONS: Final = array(VERSION)
 EXT_LIST: Final = array(uint(UINT32_MAX))
 FRESHNESS: Final = array(uint())
-CIPHER_SUITE: Final = Codec(_dec_suite, _to_cbor)
-CIPHER_SUITES: Final = array(CIPHER_SUITE)
-SUIT_PROFILES: Final = array(Codec(_dec_profile, list))
+CIPHER_SUITE: Final = Codec(_dec_suite, _to_cbor, _fast_suite)
+CIPHER_SUITES: Final = replace(array(CIPHER_SUITE), fast=_fast_suites)
+SUIT_PROFILES: Final = Codec(array(Codec(_dec_profile, list, _fast_profile)).decode, _encode_profiles, _fast_profiles)
 SUIT_REPORTS: Final = array(Codec(_dec_embedded_cbor))
-MANIFESTS: Final = array(Codec(_dec_envelope))
-COMPONENT_IDS: Final = array(Codec(_dec_component_id, list))
+MANIFESTS: Final = replace(array(Codec(_dec_envelope)), fast_built=_known_manifests)
+COMPONENT_IDS: Final = array(Codec(_dec_component_id, list, _fast_component_id))
 TC_LIST: Final = array(Codec(_dec_claims, _to_cbor), empty_in_compat=True)
 REQUESTED_TC_LIST: Final = array(Codec(_dec_requested, _to_cbor))
-ERR_CODE: Final = Codec(_dec_err_code, int)
+ERR_CODE: Final = Codec(_dec_err_code, int, _fast_err_code)
