@@ -49,9 +49,94 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class _HttpStatusError(RuntimeError):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
+
+
+class _HttpError(OSError):
+    """The connection failed, timed out, or the answer was not HTTP/1.1 we can read."""
+
+
+class _Http:
+    """A lean HTTP/1.1 client: keep-alive connections to one loopback server, at most ``size`` at once. (The
+    generator shares the verifier's two cores: a general-purpose client would cost it more CPU than the verifier's
+    own HTTP layer.)"""
+
+    IDLE_S = 2.0
+    """Idle connections older than this are not reused (the server closes idle ones after a few seconds)."""
+
+    def __init__(self, url: str, size: int, timeout: float = 120.0) -> None:
+        host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
+        self.host, self.port = host, int(port or 80)
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    async def _connection(self, fresh: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        now = time.monotonic()
+        while self._idle and not fresh:
+            reader, writer, since = self._idle.pop()
+            if now - since < self.IDLE_S:
+                return reader, writer, True
+            writer.close()
+        reader, writer = await self._open()
+        return reader, writer, False
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nhost: {self.host}\r\n"
+        if body is not None:
+            head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        message = (head + "\r\n").encode() + (body or b"")
+        async with self._slots:
+            for attempt in (1, 2):
+                reader, writer, reused = await self._connection(fresh=attempt == 2)
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        writer.write(message)
+                        status, data, keep = await self._answer(reader)
+                except (OSError, EOFError, ValueError, TimeoutError) as exc:
+                    writer.close()
+                    if reused and attempt == 1 and isinstance(exc, EOFError | ConnectionError):
+                        continue  # the server closed a kept-alive connection: once more on a new one
+                    raise _HttpError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+                if keep:
+                    self._idle.append((reader, writer, time.monotonic()))
+                else:
+                    writer.close()
+                return status, data
+        raise _HttpError(f"{method} {path}: no connection")  # not reached: the second attempt returns or raises
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.open_connection(self.host, self.port)
+        except OSError as exc:
+            raise _HttpError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+
+    @staticmethod
+    async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        version, status, _ = head[0].split(" ", 2)
+        headers = dict(line.split(":", 1) for line in head[1:] if line)
+        fields = {name.strip().lower(): value.strip().lower() for name, value in headers.items()}
+        if "content-length" in fields:
+            data = await reader.readexactly(int(fields["content-length"]))
+        elif fields.get("transfer-encoding") == "chunked":
+            parts = []
+            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                parts.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            await reader.readuntil(b"\r\n")
+            data = b"".join(parts)
+        else:
+            raise ValueError("an answer without content-length")
+        return int(status), data, version == "HTTP/1.1" and fields.get("connection") != "close"
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer, _ in idle:
+            writer.close()
 
 
 class FleetError(TransportError):
@@ -104,6 +189,8 @@ class FleetResult:
     warmup_s: float = 0.0
     retried: int = 0
     """Rounds started over with a new challenge after a 409/422 (as the node agent does)."""
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+    """Why (the problem details' ``detail``, node ids left out), how often."""
 
     @property
     def rounds(self) -> int:
@@ -147,6 +234,8 @@ class FleetResult:
             f"  verdicts: {self.good_passed}/{self.good_rounds} good rounds passed; tampered nodes "
             + ", ".join(f"{name}: {'PASSED (wrong)' if ok else 'failed'}" for name, ok in self.tampered_passed.items()),
         ]
+        if self.retry_reasons:
+            lines.append(f"  started over because: {self.retry_reasons}")
         if self.errors:
             lines.append(f"  first errors: {self.errors[:3]}")
         return "\n".join(lines)
@@ -169,6 +258,7 @@ class FleetResult:
             "tampered_passed": self.tampered_passed,
             "warmup_s": self.warmup_s,
             "retried": self.retried,
+            "retry_reasons": self.retry_reasons,
             "valid": self.valid,
         }
 
@@ -243,11 +333,8 @@ class _Driver:
     """The load generator: one asyncio task per node over one HTTP connection pool."""
 
     def __init__(self, url: str, settings: FleetSettings) -> None:
-        import httpx
-
         self.settings = settings
-        limits = httpx.Limits(max_connections=settings.connections, max_keepalive_connections=settings.connections)
-        self.http = httpx.AsyncClient(base_url=url, limits=limits, timeout=120.0)
+        self.http = _Http(url, settings.connections)
         self.window_start = self.window_end = float("inf")
         self.rounds = [0] * settings.windows
         self.latencies: list[float] = []
@@ -255,13 +342,19 @@ class _Driver:
         self.good_rounds = self.good_passed = 0
         self.tampered: dict[str, bool] = {}
         self.retried = 0
+        self.retry_reasons: dict[str, int] = {}
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
-        response = await self.http.request(method, path, json=body)
-        if response.status_code >= 400:
-            raise _HttpStatusError(response.status_code, f"{method} {path}: HTTP {response.status_code}: "
-                                   f"{response.text[:300]}")  # fmt: skip
-        return response.json()
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        status, data = await self.http.request(method, path, payload)
+        if status >= 400:
+            text = data[:300].decode(errors="replace")
+            try:
+                detail = str(json.loads(data).get("detail", ""))
+            except (ValueError, AttributeError):
+                detail = text
+            raise _HttpStatusError(status, f"{method} {path}: HTTP {status}: {text}", detail)
+        return json.loads(data)
 
     async def register(self, node: Any, ca: Any) -> None:
         from veritee.service.node_wire import ActivationRequest, CredentialChallenge
@@ -288,6 +381,8 @@ class _Driver:
                 if exc.status not in (409, 422) or attempt == 2:
                     raise
                 self.retried += 1
+                reason = f"{exc.status} {exc.detail.replace(repr(node.node_id), 'NODE')[:80]}"
+                self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
             else:
                 break
         return time.perf_counter() - started, verdict
@@ -323,7 +418,7 @@ class _Driver:
                 return
             try:
                 latency, verdict = await self.round(node)
-            except (RuntimeError, OSError, ValueError) as exc:  # httpx errors are OSError/RuntimeError subclasses
+            except (RuntimeError, OSError, ValueError) as exc:  # HTTP statuses (RuntimeError), connections (OSError)
                 if self.window_start <= started < self.window_end and len(self.errors) < 20:
                     self.errors.append(f"{node.node_id}: {type(exc).__name__}: {exc}")
             else:
@@ -401,6 +496,7 @@ async def _run(verifier: VerifierProcess, settings: FleetSettings, nodes: list[A
         tampered_passed=driver.tampered,
         warmup_s=warmup,
         retried=driver.retried,
+        retry_reasons=driver.retry_reasons,
     )
 
 
@@ -415,7 +511,7 @@ def run_fleet(bundle: Bundle, settings: FleetSettings) -> FleetResult:
         verifier = VerifierProcess(Path(workdir), bundle, ca.pem, settings).start()
         try:
             return asyncio.run(_run(verifier, settings, nodes, ca))
-        except (RuntimeError, OSError) as exc:  # httpx errors, HTTP error statuses (RuntimeError), FleetError
+        except (RuntimeError, OSError) as exc:  # connections (OSError), HTTP error statuses (RuntimeError), FleetError
             raise FleetError(f"{exc}\nverifier log (last lines):\n{verifier.log_tail()}") from exc
         finally:
             verifier.stop()
@@ -459,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, help="seconds between a node's rounds")
     parser.add_argument("--duration", type=float, help="seconds measured in the steady state")
     parser.add_argument("--initial-lines", type=int, help="IMA lines in each node's first round")
+    parser.add_argument("--connections", type=int, help="HTTP connections of the load generator (default 64)")
     parser.add_argument("--db", help="verifier database URL (default: a SQLite file)")
     parser.add_argument("--bundle", type=Path, default=default_bundle_dir(REPO_ROOT), help="evidence bundle dir")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -474,6 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = replace(settings, initial_lines=args.initial_lines)
     if args.db:
         settings = replace(settings, db_url=args.db)
+    if args.connections:
+        settings = replace(settings, connections=args.connections)
     try:
         bundle = Bundle.load(args.bundle)
     except BundleError as exc:

@@ -24,8 +24,15 @@ from veritee.service.verifier_events import emit_event
 from veritee.service.verifier_history import append_record
 from veritee.store.base import utcnow
 from veritee.store.db import Database
-from veritee.store.verifier_models import HistoryKind, NodeMode, VerifierHistory, VerifierImaLog, VerifierNode
-from veritee.store.verifier_repo import load_event_log, lock_nodes
+from veritee.store.verifier_models import (
+    HistoryKind,
+    NodeMode,
+    VerifierHistory,
+    VerifierImaChunk,
+    VerifierImaLog,
+    VerifierNode,
+)
+from veritee.store.verifier_repo import load_event_log, load_ima_text, lock_nodes
 
 __all__ = [
     "ADMISSION_WORKLOADS",
@@ -139,8 +146,7 @@ def learn_policy(db: Database, node_id: str, *, name: str, excludes: Iterable[st
         if node is None:
             raise NotFoundError(f"no node {node_id!r}")
         event_log = load_event_log(session, node.event_log_digest) if node.event_log_digest else None
-        ima = session.get(VerifierImaLog, node_id)
-        ima_text = ima.content if ima is not None else None
+        ima_text = load_ima_text(session, node_id)
     if event_log is None and ima_text is None:
         raise PolicyError(
             f"no evidence kept for {node_id!r}: it needs a round whose quote bound its event log or IMA list"
@@ -201,6 +207,12 @@ class VerifierAdmin:
 
     # --- state changes -------------------------------------------------------------------------------------------
     def _change(self, node_id: str, node_input: NodeInput, reason: str) -> NodeState:
+        try:
+            return self._change_state(node_id, node_input, reason)
+        finally:
+            self.committer.forget(node_id)  # after the commit: a view read before it cannot outlive it
+
+    def _change_state(self, node_id: str, node_input: NodeInput, reason: str) -> NodeState:
         now = self._now()
         with self.db.transaction() as session:
             node = lock_nodes(session, [node_id]).get(node_id)
@@ -263,6 +275,7 @@ class VerifierAdmin:
                 webhooks=self.config.webhooks,
                 detail={"reason": reason},
             )
+        self.committer.forget(node_id)
 
     def delete(self, node_id: str) -> None:
         """Forget a node (its history stays, for audit)."""
@@ -270,8 +283,10 @@ class VerifierAdmin:
             node = session.get(VerifierNode, node_id)
             if node is None:
                 raise NotFoundError(f"no node {node_id!r}")
+            session.execute(delete(VerifierImaChunk).where(VerifierImaChunk.node_id == node_id))
             session.execute(delete(VerifierImaLog).where(VerifierImaLog.node_id == node_id))
             session.delete(node)
+        self.committer.forget(node_id)
 
     def assign(
         self,
@@ -296,7 +311,9 @@ class VerifierAdmin:
                 node.policy_name = policy
             if "interval_s" in wanted:
                 node.interval_s = interval_s
-            return node_json(node)
+            shown = node_json(node)
+        self.committer.forget(node_id)
+        return shown
 
     # --- learning ------------------------------------------------------------------------------------------------
     def policy_from_node(self, node_id: str, *, name: str, excludes: Iterable[str] = ()) -> PolicySet:

@@ -32,6 +32,7 @@ __all__ = [
     "append_record",
     "canonical_record",
     "record_hash",
+    "record_values",
     "verify_chain",
     "verify_node_history",
 ]
@@ -131,6 +132,50 @@ def _canonical_of(row: StoredRecord) -> bytes:
     )
 
 
+def record_values(
+    *,
+    node_id: str,
+    seq: int,
+    prev: str,
+    at: datetime,
+    kind: HistoryKind,
+    state: NodeState,
+    passed: bool | None = None,
+    policy_id: str | None = None,
+    findings: Sequence[Mapping[str, Any]] = (),
+    ear: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns of record ``seq`` of a node whose previous record hash is ``prev`` (hashes included)."""
+    findings_list, detail_dict = list(findings), dict(detail or {})
+    body = canonical_record(
+        node_id=node_id,
+        seq=seq,
+        at=at,
+        kind=kind,
+        state=state,
+        passed=passed,
+        policy_id=policy_id,
+        findings=findings_list,
+        ear=ear,
+        detail=detail_dict,
+    )
+    return {
+        "node_id": node_id,
+        "seq": seq,
+        "at": at,
+        "kind": kind,
+        "state": state,
+        "passed": passed,
+        "policy_id": policy_id,
+        "findings": findings_list,
+        "ear": ear,
+        "detail": detail_dict,
+        "prev_hash": prev,
+        "record_hash": record_hash(prev, body),
+    }
+
+
 def append_record(
     session: Session,
     node: VerifierNode,
@@ -146,38 +191,23 @@ def append_record(
     """Add the node's next record (state = the node's current state) and move the node's head to it.
 
     The caller holds the node row (locked on PostgreSQL) in the same transaction."""
-    seq = node.history_seq + 1
-    prev = node.history_head or GENESIS
-    state = NodeState(node.state)
-    body = canonical_record(
+    values = record_values(
         node_id=node.node_id,
-        seq=seq,
+        seq=node.history_seq + 1,
+        prev=node.history_head or GENESIS,
         at=at,
         kind=kind,
-        state=state,
+        state=NodeState(node.state),
         passed=passed,
         policy_id=policy_id,
         findings=findings,
         ear=ear,
-        detail=detail or {},
+        detail=detail,
     )
-    row = VerifierHistory(
-        node_id=node.node_id,
-        seq=seq,
-        at=at,
-        kind=kind,
-        state=state,
-        passed=passed,
-        policy_id=policy_id,
-        findings=list(findings),
-        ear=ear,
-        detail=dict(detail or {}),
-        prev_hash=prev,
-        record_hash=record_hash(prev, body),
-    )
+    row = VerifierHistory(**values)
     session.add(row)
-    node.history_seq = seq
-    node.history_head = row.record_hash
+    node.history_seq = values["seq"]
+    node.history_head = values["record_hash"]
     return row
 
 

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from veritee.appraisal import Appraisal, Evidence, Finding, NodeState, appraise
 from veritee.appraisal.boot_stage import BootRecord
@@ -35,7 +35,7 @@ from veritee.ima import ImaState, split_lines
 from veritee.service.node_wire import Challenge, NodeEvidence
 from veritee.service.verifier_codec import boot_pcrs_digest, clock_from_json, ima_state_from_json
 from veritee.service.verifier_config import NodeRebootedError
-from veritee.store.verifier_models import NodeMode, VerifierNode
+from veritee.store.verifier_models import NodeMode
 from veritee.tpm.alg import HashAlg
 from veritee.tpm.attest import TpmsAttest, TpmsClockInfo
 from veritee.tpm.pcrs import parse_tpm2tools_pcr_blob
@@ -45,9 +45,11 @@ from veritee.tpm.signature import TpmtSignature
 __all__ = [
     "BootLogCache",
     "EarSigner",
+    "NodeFields",
     "NodeSnapshot",
     "RoundOutcome",
     "appraise_round",
+    "challenge_shape",
     "failed_outcome",
     "make_challenge",
     "new_nonce",
@@ -81,7 +83,40 @@ class NodeSnapshot:
     want_full: bool
 
 
-def snapshot_of(node: VerifierNode) -> NodeSnapshot:
+class NodeFields(Protocol):
+    """The columns of a node's row a round reads (a :class:`VerifierNode` or a row of those columns)."""
+
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def mode(self) -> NodeMode: ...
+    @property
+    def state(self) -> NodeStatus: ...
+    @property
+    def ak_public(self) -> bytes: ...
+    @property
+    def agent_url(self) -> str | None: ...
+    @property
+    def policy_name(self) -> str | None: ...
+    @property
+    def group_name(self) -> str | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+    @property
+    def round(self) -> int: ...
+    @property
+    def clock(self) -> Any: ...
+    @property
+    def ima_state(self) -> Any: ...
+    @property
+    def event_log_digest(self) -> str | None: ...
+    @property
+    def boot_pcrs_digest(self) -> str | None: ...
+    @property
+    def want_full(self) -> bool: ...
+
+
+def snapshot_of(node: NodeFields) -> NodeSnapshot:
     return NodeSnapshot(
         node_id=node.node_id,
         mode=NodeMode(node.mode),
@@ -100,14 +135,21 @@ def snapshot_of(node: VerifierNode) -> NodeSnapshot:
     )
 
 
+def challenge_shape(snapshot: NodeSnapshot) -> tuple[int, bool]:
+    """The IMA offset to ask for (where the node stands; 0 for a full round) and whether to ask for the event log."""
+    full = snapshot.want_full or snapshot.ima is None
+    offset = 0 if full or snapshot.ima is None else snapshot.ima.next_line
+    return offset, snapshot.want_full or snapshot.event_log_digest is None
+
+
 def make_challenge(snapshot: NodeSnapshot, selection: Mapping[str, tuple[int, ...]], nonce: bytes) -> Challenge:
     """Quote these PCRs with this nonce; send IMA lines from where the node stands; the event log if needed."""
-    full = snapshot.want_full or snapshot.ima is None
+    offset, want_event_log = challenge_shape(snapshot)
     return Challenge(
         nonce=nonce,
         pcr_selection={bank: list(pcrs) for bank, pcrs in selection.items()},
-        ima_offset=0 if full else snapshot.ima.next_line if snapshot.ima is not None else 0,
-        want_event_log=snapshot.want_full or snapshot.event_log_digest is None,
+        ima_offset=offset,
+        want_event_log=want_event_log,
     )
 
 

@@ -3,27 +3,27 @@ implements the node API (registration, push challenges and evidence, the one-sho
 
 ``VerifierService(db, config)`` is passive until :meth:`start_background` starts the attestation loop and the outbox
 dispatcher in a thread of their own (the web app does it in its lifespan); tests may instead drive
-``service.loop.run_once()`` and ``service.dispatcher.run_once()`` step by step.
+``service.loop.run_once()`` and ``service.dispatcher.run_once()`` step by step. Push rounds are
+:class:`~veritee.service.verifier_push.PushRounds`: stateless challenges, group commits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy.orm import Session
 
 from veritee.appraisal import Evidence, appraise
 from veritee.appraisal.findings import Finding, finding
 from veritee.appraisal.node_state import NodeState
-from veritee.errors import FreshnessError, NotFoundError, ValidationError, VeriteeError
+from veritee.errors import ValidationError, VeriteeError
 from veritee.service.node_wire import (
     ActivationRequest,
     Challenge,
@@ -31,56 +31,30 @@ from veritee.service.node_wire import (
     NodeEvidence,
     RegistrationRequest,
     b64decode,
-    b64encode,
 )
 from veritee.service.verifier_admin import VerifierAdmin
-from veritee.service.verifier_commit import Committer
-from veritee.service.verifier_config import EvidenceRefusedError, NodeRebootedError, VerifierConfig
+from veritee.service.verifier_commit import Committed, Committer
+from veritee.service.verifier_config import VerifierConfig
+from veritee.service.verifier_db import serialized
 from veritee.service.verifier_leases import LeaseManager
 from veritee.service.verifier_loop import AttestationLoop
 from veritee.service.verifier_metrics import AttestationResult, VerifierMetrics
 from veritee.service.verifier_policies import PolicyCache, parse_boot_policy, parse_runtime_policy
+from veritee.service.verifier_push import PushRounds
 from veritee.service.verifier_registrar import Registrar
-from veritee.service.verifier_rounds import (
-    BootLogCache,
-    EarSigner,
-    RoundOutcome,
-    appraise_round,
-    make_challenge,
-    new_nonce,
-    snapshot_of,
-)
+from veritee.service.verifier_rounds import BootLogCache, EarSigner, RoundOutcome
+from veritee.service.verifier_tokens import ChallengeTokens
+from veritee.service.verifier_views import NodeViews
 from veritee.service.verifier_webhooks import OutboxDispatcher
 from veritee.store.base import utcnow
 from veritee.store.db import Database
-from veritee.store.verifier_models import VerifierNode
-from veritee.store.verifier_repo import load_event_log, lock_nodes
+from veritee.store.verifier_repo import load_event_log, shared_secret
 from veritee.tpm.pcrs import parse_tpm2tools_pcr_blob
 
-__all__ = ["VerifierService", "serialized"]
+__all__ = ["CHALLENGE_KEY", "VerifierService", "serialized"]
 
-MAX_PENDING_CHALLENGES = 4
-
-
-class _SerializedDatabase(Database):
-    """The same engine and sessions, one transaction at a time in this process: SQLite allows one writer, and a
-    transaction that read before another committed cannot write after it (WAL snapshot), so writers queue here."""
-
-    def __init__(self, inner: Database) -> None:  # shares the inner database's engine and session factory
-        self.__dict__.update(inner.__dict__)
-        self._serial = threading.RLock()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        with self._serial, super().transaction() as session:
-            yield session
-
-
-def serialized(db: Database) -> Database:
-    """``db`` itself on PostgreSQL; on SQLite a view of it whose transactions run one at a time."""
-    if db.dialect == "sqlite" and not isinstance(db, _SerializedDatabase):
-        return _SerializedDatabase(db)
-    return db
+CHALLENGE_KEY = "push-challenge-hmac"
+"""The name of the shared secret (``verifier_secrets``) that authenticates push challenges."""
 
 
 class VerifierService:
@@ -101,7 +75,8 @@ class VerifierService:
         self.policies = PolicyCache(self.db, default_policy=config.default_policy)
         self.boot_logs = BootLogCache(self._load_event_log)
         self.registrar = Registrar(self.db, config, now=now)
-        self.committer = Committer(self.db, config, self.policies, now=now)
+        self.views = NodeViews(enabled=self.db.dialect == "sqlite")  # one process holds every node there
+        self.committer = Committer(self.db, config, self.policies, now=now, views=self.views)
         self.admin = VerifierAdmin(self.db, config, self.committer, now=now)
         self.leases = LeaseManager(self.db, config, now=now)
         self.loop = AttestationLoop(
@@ -116,6 +91,19 @@ class VerifierService:
             transport=transport,
         )
         self.dispatcher = OutboxDispatcher(self.db, config, self.metrics, now=now, transport=transport)
+        with self.db.transaction() as session:
+            key = shared_secret(session, CHALLENGE_KEY, os.urandom(32), now())
+        self.push = PushRounds(
+            self.db,
+            config,
+            tokens=ChallengeTokens(key, config.pcr_selection, config.challenge_ttl_s),
+            views=self.views,
+            policies=self.policies,
+            boot_logs=self.boot_logs,
+            signer=self.signer,
+            committer=self.committer,
+            now=now,
+        )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -133,92 +121,41 @@ class VerifierService:
         return self.registrar.register(request)
 
     def activate(self, node_id: str, request: ActivationRequest) -> NodeState:
-        state = self.registrar.activate(node_id, request)
+        try:
+            state = self.registrar.activate(node_id, request)
+        finally:
+            self.views.drop(node_id)
         self.wake()
         return state
 
     # --- push mode -----------------------------------------------------------------------------------------------
-    def _attestable(self, node: VerifierNode | None, node_id: str) -> VerifierNode:
-        if node is None:
-            raise NotFoundError(f"no node {node_id!r}")
-        if not node.activated:
-            raise EvidenceRefusedError(f"node {node_id!r} has not activated its attestation key")
-        if node.ak_revoked_at is not None:
-            raise EvidenceRefusedError(f"the attestation key of {node_id!r} is revoked: register again")
-        return node
-
     def challenge(self, node_id: str) -> Challenge:
-        """A fresh challenge for a node that pushes its evidence (up to four may be outstanding)."""
-        now = self._now()
-        with self.db.transaction() as session:
-            node = self._attestable(lock_nodes(session, [node_id]).get(node_id), node_id)
-            challenge = make_challenge(snapshot_of(node), self.config.pcr_selection, new_nonce())
-            live = [item for item in node.pending_challenges or [] if str(item.get("expires_at", "")) > now.isoformat()]
-            entry = {
-                "nonce": b64encode(challenge.nonce),
-                "ima_offset": challenge.ima_offset,
-                "want_event_log": challenge.want_event_log,
-                "expires_at": (now + timedelta(seconds=self.config.challenge_ttl_s)).isoformat(),
-            }
-            node.pending_challenges = [*live[-(MAX_PENDING_CHALLENGES - 1) :], entry]
-        return challenge
+        """A fresh challenge for a node that pushes its evidence (valid for ``challenge_ttl_s``, answers once)."""
+        return self.push.challenge(node_id)
+
+    async def challenge_async(self, node_id: str) -> Challenge:
+        """:meth:`challenge` on the event loop."""
+        return await self.push.challenge_async(node_id)
 
     def push_evidence(self, node_id: str, evidence: NodeEvidence) -> dict[str, Any]:
-        """Appraise pushed evidence against the pending challenge it answers and commit it, in one transaction that
-        holds the node's row (so a challenge answers once, and rounds of one node never interleave)."""
-        now = self._now()
-        result: tuple[RoundOutcome, NodeState] | VeriteeError
-        with self.db.transaction() as session:
-            node = self._attestable(lock_nodes(session, [node_id]).get(node_id), node_id)
-            result = self._push_round(session, node, evidence, now)
-        if isinstance(result, VeriteeError):
-            raise result  # after the commit: a spent nonce stays spent, a reboot is remembered
-        outcome, state = result
-        self.metrics.count(AttestationResult.PASSED if outcome.passed else AttestationResult.FAILED, outcome.duration_s)
-        self.wake()
-        return {"state": state.value, "passed": outcome.passed, "findings": outcome.findings_json(), "ear": outcome.ear}
+        """Appraise pushed evidence against the challenge it answers and commit it (the reply is given only once
+        the round is committed; a challenge answers once, and rounds of one node never both commit)."""
+        return self._verdict(*self.push.push(node_id, evidence))
 
-    def _push_round(
-        self, session: Session, node: VerifierNode, evidence: NodeEvidence, now: datetime
-    ) -> tuple[RoundOutcome, NodeState] | VeriteeError:
-        wanted = b64encode(evidence.nonce)
-        pending_all = list(node.pending_challenges or [])
-        pending = next((p for p in pending_all if p.get("nonce") == wanted), None)
-        if pending is None:
-            return FreshnessError(
-                f"the nonce is not a pending challenge of {node.node_id!r} (expired, used or unknown)"
-            )
-        node.pending_challenges = [p for p in pending_all if p is not pending]  # single use, whatever follows
-        if str(pending.get("expires_at", "")) <= now.isoformat():
-            return FreshnessError("the challenge expired: ask for a new one")
-        snap = snapshot_of(node)
-        offset, want_log = int(pending["ima_offset"]), bool(pending["want_event_log"])
-        ima_line = snap.ima.next_line if snap.ima is not None else None
-        if (offset and (snap.want_full or ima_line != offset)) or (not want_log and snap.event_log_digest is None):
-            return FreshnessError("the node's state moved on since this challenge: ask for a new one")
-        selection = {bank: list(pcrs) for bank, pcrs in self.config.pcr_selection.items()}
-        challenge = Challenge(evidence.nonce, selection, offset, want_log)
-        policy = self.policies.for_node(snap.policy_name, snap.group_name)
-        try:
-            outcome = appraise_round(
-                snap,
-                challenge,
-                evidence,
-                policy,
-                boot_logs=self.boot_logs,
-                signer=self.signer,
-                now=now,
-                keep_evidence=self.config.keep_evidence,
-            )
-        except NodeRebootedError as exc:
-            node.want_full = True
-            node.pending_challenges = []
-            node.round += 1
-            return exc
-        self.committer.apply(session, node, outcome)
-        if outcome.new_event_log is not None and outcome.event_log_digest is not None:
-            self.committer.store_event_logs(session, {outcome.event_log_digest: outcome.new_event_log}, now)
-        return outcome, NodeState(node.state)
+    async def push_evidence_async(self, node_id: str, evidence: NodeEvidence) -> dict[str, Any]:
+        """:meth:`push_evidence` on the event loop (rounds arriving together are committed together)."""
+        return self._verdict(*await self.push.push_async(node_id, evidence))
+
+    def _verdict(self, outcome: RoundOutcome, committed: Committed) -> dict[str, Any]:
+        self.metrics.count(AttestationResult.PASSED if outcome.passed else AttestationResult.FAILED, outcome.duration_s)
+        if committed.values is None:  # events, remediation: the outbox may have work
+            self.wake()
+        return {
+            "state": committed.state.value,
+            "passed": outcome.passed,
+            "findings": outcome.findings_json(),
+            "ear": outcome.ear,
+        }
 
     # --- one-shot ------------------------------------------------------------------------------------------------
     def verify_once(self, body: Any) -> dict[str, Any]:

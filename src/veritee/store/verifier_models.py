@@ -6,8 +6,10 @@
 * ``verifier_history`` — every appraisal (findings, EAR) and every other state change, hash-chained per node.
 * ``verifier_events`` + ``verifier_outbox`` — events for the stream, and the deliveries (webhooks, TAM block calls)
   written in the same transaction as the change that caused them, so a crash loses none.
-* ``verifier_event_logs`` (content-addressed) and ``verifier_ima_logs`` — the evidence bound to a quote, kept to
-  learn a policy from a known-good node.
+* ``verifier_event_logs`` (content-addressed) and ``verifier_ima_logs`` + ``verifier_ima_chunks`` — the evidence
+  bound to a quote, kept to learn a policy from a known-good node (the IMA text in chunks, one per round, so a round
+  appends a small row instead of rewriting the node's whole list).
+* ``verifier_secrets`` — secrets every replica shares (the key that authenticates push challenges).
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ __all__ = [
     "VerifierEventLog",
     "VerifierGroup",
     "VerifierHistory",
+    "VerifierImaChunk",
     "VerifierImaLog",
     "VerifierNode",
     "VerifierOutbox",
     "VerifierPolicy",
     "VerifierReplica",
+    "VerifierSecret",
 ]
 
 
@@ -213,15 +217,27 @@ class VerifierEventLog(Base):
 
 
 class VerifierImaLog(Base):
-    """The IMA lines of a node's current boot that a quote has bound so far (lines 0 .. lines-1)."""
+    """The IMA lines of a node's current boot that a quote has bound so far (lines 0 .. lines-1); the text is in
+    :class:`VerifierImaChunk` rows."""
 
     __tablename__ = "verifier_ima_logs"
 
     node_id: Mapped[str] = mapped_column(ForeignKey("verifier_nodes.node_id", ondelete="CASCADE"), primary_key=True)
     reset_count: Mapped[int] = mapped_column(BigInteger)
     lines: Mapped[int] = mapped_column(Integer)
-    content: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class VerifierImaChunk(Base):
+    """Lines ``start_line .. start_line + lines - 1`` of a node's kept IMA list (complete lines, each ending in a
+    newline); the chunks of a node, in ``start_line`` order, are its kept list without gap or overlap."""
+
+    __tablename__ = "verifier_ima_chunks"
+
+    node_id: Mapped[str] = mapped_column(ForeignKey("verifier_ima_logs.node_id", ondelete="CASCADE"), primary_key=True)
+    start_line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lines: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
 
 
 class VerifierReplica(Base):
@@ -233,3 +249,13 @@ class VerifierReplica(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class VerifierSecret(Base):
+    """A secret shared by every replica (created once by whichever replica needs it first)."""
+
+    __tablename__ = "verifier_secrets"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

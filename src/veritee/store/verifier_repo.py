@@ -6,24 +6,32 @@ the tables; SQLite ignores it and serialises writers itself (one process claims 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from veritee.appraisal.node_state import NodeState
 from veritee.store.verifier_models import (
     VerifierEventLog,
+    VerifierHistory,
+    VerifierImaChunk,
     VerifierImaLog,
     VerifierNode,
     VerifierOutbox,
     VerifierReplica,
+    VerifierSecret,
 )
 
 __all__ = [
-    "append_ima_log",
+    "ROUND_COLUMNS",
+    "ROUND_UPDATE_COLUMNS",
+    "ImaAppend",
+    "append_ima_logs",
     "attestable",
     "claim_deliveries",
     "claim_nodes",
@@ -32,13 +40,19 @@ __all__ = [
     "heartbeat",
     "held_count",
     "insert_event_logs",
+    "insert_history",
     "live_replicas",
     "load_event_log",
+    "load_ima_text",
     "lock_nodes",
+    "lock_round_rows",
     "node_counts",
     "release_leases",
     "release_some",
     "renew_leases",
+    "round_row",
+    "shared_secret",
+    "update_rounds",
 ]
 
 
@@ -51,17 +65,19 @@ def attestable() -> ColumnElement[bool]:
     return and_(VerifierNode.activated.is_(True), VerifierNode.ak_revoked_at.is_(None))
 
 
+_LOCK_NODES = (
+    select(VerifierNode)
+    .where(VerifierNode.node_id.in_(bindparam("ids", expanding=True)))
+    .order_by(VerifierNode.node_id)
+    .with_for_update()
+)
+
+
 def lock_nodes(session: Session, node_ids: Collection[str]) -> dict[str, VerifierNode]:
     """The rows of these nodes, locked for this transaction (PostgreSQL), in a consistent order (no deadlocks)."""
     if not node_ids:
         return {}
-    query = (
-        select(VerifierNode)
-        .where(VerifierNode.node_id.in_(sorted(node_ids)))
-        .order_by(VerifierNode.node_id)
-        .with_for_update()
-    )
-    return {node.node_id: node for node in session.scalars(query)}
+    return {node.node_id: node for node in session.scalars(_LOCK_NODES, {"ids": sorted(node_ids)})}
 
 
 # --- evidence ------------------------------------------------------------------------------------------------------
@@ -82,30 +98,204 @@ def load_event_log(session: Session, digest: str) -> bytes | None:
     return session.scalar(select(VerifierEventLog.content).where(VerifierEventLog.digest == digest))
 
 
-def append_ima_log(
-    session: Session, node_id: str, *, reset_count: int, start_line: int, text: str, lines: int, at: datetime
-) -> None:
-    """Record IMA lines ``start_line .. start_line + lines - 1`` of the node's current boot (bound to a quote).
+_NODES = cast(Table, VerifierNode.__table__)
+_HISTORY = cast(Table, VerifierHistory.__table__)
+_IMA_LOGS = cast(Table, VerifierImaLog.__table__)
+_IMA_CHUNKS = cast(Table, VerifierImaChunk.__table__)
+_SECRETS = cast(Table, VerifierSecret.__table__)
 
-    Lines from 0 replace what was kept; later lines are appended only right after the kept ones of the same boot
-    (anything else would leave a gap, so the kept log is dropped rather than made inconsistent)."""
-    row = session.get(VerifierImaLog, node_id)
-    if start_line == 0:
-        if row is None:
-            session.add(
-                VerifierImaLog(node_id=node_id, reset_count=reset_count, lines=lines, content=text, updated_at=at)
-            )
-            return
-        row.reset_count, row.lines, row.content, row.updated_at = reset_count, lines, text, at
+
+@dataclass(frozen=True, slots=True)
+class ImaAppend:
+    """IMA lines ``start_line .. start_line + lines - 1`` of a node's current boot (``reset_count``), bound to a
+    quote: ``text`` is those complete lines."""
+
+    node_id: str
+    reset_count: int
+    start_line: int
+    text: str
+    lines: int
+    at: datetime
+
+
+@dataclass
+class _KeptIma:
+    reset_count: int
+    lines: int
+    at: datetime | None
+    chunks: list[ImaAppend]
+    cleared: bool
+
+
+_IMA_HEADS = select(_IMA_LOGS.c.node_id, _IMA_LOGS.c.reset_count, _IMA_LOGS.c.lines).where(
+    _IMA_LOGS.c.node_id.in_(bindparam("ids", expanding=True))
+)
+_IMA_CLEAR = delete(_IMA_CHUNKS).where(_IMA_CHUNKS.c.node_id.in_(bindparam("ids", expanding=True)))
+_IMA_DROP = delete(_IMA_LOGS).where(_IMA_LOGS.c.node_id.in_(bindparam("ids", expanding=True)))
+_IMA_NEW_HEAD = insert(_IMA_LOGS)
+_IMA_MOVE_HEAD = (
+    update(_IMA_LOGS)
+    .where(_IMA_LOGS.c.node_id == bindparam("key"))
+    .values(reset_count=bindparam("reset_count"), lines=bindparam("lines"), updated_at=bindparam("updated_at"))
+)
+_IMA_CHUNK = insert(_IMA_CHUNKS)
+
+
+def append_ima_logs(session: Session, appends: Sequence[ImaAppend]) -> None:
+    """Record bound IMA lines for many nodes at once (a few statements whatever their number).
+
+    Lines from 0 replace what a node had kept; later lines are appended only right after the kept ones of the same
+    boot (anything else would leave a gap, so the kept log is dropped rather than made inconsistent). Each append is
+    one small chunk row: nothing kept before is read or rewritten."""
+    if not appends:
         return
-    if row is None:
-        return
-    if row.reset_count != reset_count or row.lines != start_line:
-        session.delete(row)
-        return
-    row.content = row.content + text
-    row.lines = start_line + lines
-    row.updated_at = at
+    ids = sorted({item.node_id for item in appends})
+    stored = {
+        row.node_id: _KeptIma(row.reset_count, row.lines, None, [], False)
+        for row in session.execute(_IMA_HEADS, {"ids": ids})
+    }
+    kept: dict[str, _KeptIma | None] = dict(stored)
+    for item in appends:
+        current = kept.get(item.node_id)
+        if item.start_line == 0:
+            kept[item.node_id] = _KeptIma(item.reset_count, item.lines, item.at, [item], True)
+        elif current is None:
+            continue
+        elif current.reset_count != item.reset_count or current.lines != item.start_line:
+            kept[item.node_id] = None
+        else:
+            current.chunks.append(item)
+            current.lines, current.at = item.start_line + item.lines, item.at
+    cleared = [node for node, now in kept.items() if node in stored and (now is None or now.cleared)]
+    dropped = [node for node, now in kept.items() if node in stored and now is None]
+    if cleared:
+        session.execute(_IMA_CLEAR, {"ids": cleared})
+    if dropped:
+        session.execute(_IMA_DROP, {"ids": dropped})
+    new_heads: list[dict[str, Any]] = []
+    changed_heads: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for node, now in kept.items():
+        if now is None or now.at is None:
+            continue
+        values = {"reset_count": now.reset_count, "lines": now.lines, "updated_at": now.at}
+        if node in stored:
+            changed_heads.append({"key": node, **values})
+        else:
+            new_heads.append({"node_id": node, **values})
+        rows.extend(
+            {"node_id": node, "start_line": c.start_line, "lines": c.lines, "content": c.text} for c in now.chunks
+        )
+    if new_heads:
+        session.execute(_IMA_NEW_HEAD, new_heads)
+    if changed_heads:
+        session.execute(_IMA_MOVE_HEAD, changed_heads)
+    if rows:
+        session.execute(_IMA_CHUNK, rows)
+
+
+def load_ima_text(session: Session, node_id: str) -> str | None:
+    """The node's kept IMA list (None when nothing is kept)."""
+    if session.get(VerifierImaLog, node_id) is None:
+        return None
+    chunk = _IMA_CHUNKS.c
+    query = select(chunk.content).where(chunk.node_id == node_id).order_by(chunk.start_line)
+    return "".join(session.scalars(query))
+
+
+# --- push rounds ---------------------------------------------------------------------------------------------------
+ROUND_COLUMNS = (  # what a push round reads of a node's row
+    "node_id",
+    "mode",
+    "state",
+    "ak_public",
+    "agent_url",
+    "policy_name",
+    "group_name",
+    "attributes",
+    "round",
+    "clock",
+    "ima_state",
+    "event_log_digest",
+    "boot_pcrs_digest",
+    "want_full",
+    "activated",
+    "activated_at",
+    "ak_revoked_at",
+)
+
+
+_ROUND_ROW = select(*(getattr(VerifierNode, name) for name in ROUND_COLUMNS)).where(
+    VerifierNode.node_id == bindparam("node_id")
+)
+
+
+def round_row(connection: Connection, node_id: str) -> Row[Any] | None:
+    """What a round needs of a node's row (no lock: the commit checks the round is still current)."""
+    return connection.execute(_ROUND_ROW, {"node_id": node_id}).first()
+
+
+_COMMIT_COLUMNS = (*ROUND_COLUMNS, "interval_s", "history_seq", "history_head")
+_LOCK_ROUND_ROWS = (
+    select(*(_NODES.c[name] for name in _COMMIT_COLUMNS))
+    .where(_NODES.c.node_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_NODES.c.node_id)
+    .with_for_update()
+)
+ROUND_UPDATE_COLUMNS = (
+    "state",
+    "clock",
+    "ima_state",
+    "event_log_digest",
+    "boot_pcrs_digest",
+    "want_full",
+    "round",
+    "last_seen_at",
+    "last_attested_at",
+    "last_passed",
+    "last_policy_id",
+    "next_due_at",
+    "history_seq",
+    "history_head",
+)
+"""The columns a committed round sets (:func:`update_rounds`)."""
+_UPDATE_ROUNDS = (
+    update(_NODES)
+    .where(_NODES.c.node_id == bindparam("key"))
+    .values({name: bindparam(name) for name in ROUND_UPDATE_COLUMNS})
+)
+_INSERT_HISTORY = insert(_HISTORY)
+
+
+def lock_round_rows(session: Session, node_ids: Collection[str]) -> dict[str, Row[Any]]:
+    """What committing a round reads of each node's row (locked for this transaction on PostgreSQL, in order)."""
+    if not node_ids:
+        return {}
+    return {row.node_id: row for row in session.execute(_LOCK_ROUND_ROWS, {"ids": sorted(node_ids)})}
+
+
+def update_rounds(session: Session, values: Sequence[Mapping[str, Any]]) -> None:
+    """Set :data:`ROUND_UPDATE_COLUMNS` of many nodes (each mapping: ``key`` = the node id, and every column)."""
+    if values:
+        session.execute(_UPDATE_ROUNDS, list(values))
+
+
+def insert_history(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert history records (the columns of :class:`VerifierHistory` but ``id``)."""
+    if rows:
+        session.execute(_INSERT_HISTORY, list(rows))
+
+
+def shared_secret(session: Session, name: str, candidate: bytes, at: datetime) -> bytes:
+    """The secret ``name`` every replica shares: ``candidate`` if none was stored yet (the first writer wins)."""
+    table = _SECRETS
+    values = {"name": name, "value": candidate, "created_at": at}
+    if _dialect(session) == "postgresql":
+        session.execute(postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=["name"]))
+    else:
+        session.execute(sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=["name"]))
+    value = session.scalar(select(table.c.value).where(table.c.name == name))
+    return bytes(value) if value is not None else candidate
 
 
 # --- leases --------------------------------------------------------------------------------------------------------

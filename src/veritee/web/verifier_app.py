@@ -20,7 +20,8 @@ from veritee.service.node_wire import ActivationRequest, NodeEvidence, Registrat
 from veritee.service.verifier_service import VerifierService
 from veritee.web.errors import install_error_handlers
 from veritee.web.verifier_admin import add_admin_routes
-from veritee.web.verifier_body import read_json
+from veritee.web.verifier_body import json_response, read_json
+from veritee.web.verifier_fast import VerifierApi
 from veritee.web.verifier_stream import add_stream_routes
 
 __all__ = ["create_verifier_app"]
@@ -39,7 +40,7 @@ def create_verifier_app(service: VerifierService, *, background: bool = True) ->
             if background:
                 await run_in_threadpool(service.stop_background)
 
-    app = FastAPI(title="veritee verifier", version=service.config.verifier_id.build, lifespan=lifespan)
+    app = VerifierApi(title="veritee verifier", version=service.config.verifier_id.build, lifespan=lifespan)
     install_error_handlers(app)
     app.state.verifier = service
 
@@ -56,13 +57,13 @@ def create_verifier_app(service: VerifierService, *, background: bool = True) ->
         return {"state": state.value}
 
     @app.get("/v1/nodes/{node_id}/challenge")
-    async def challenge(node_id: str) -> dict[str, Any]:
-        return (await run_in_threadpool(service.challenge, node_id)).to_json()
+    async def challenge(node_id: str) -> Response:
+        return json_response((await service.challenge_async(node_id)).to_json())
 
     @app.post("/v1/nodes/{node_id}/evidence")
-    async def evidence(node_id: str, request: Request) -> dict[str, Any]:
+    async def evidence(node_id: str, request: Request) -> Response:
         submitted = NodeEvidence.from_json(await read_json(request))
-        return await run_in_threadpool(service.push_evidence, node_id, submitted)
+        return json_response(await service.push_evidence_async(node_id, submitted))
 
     @app.post("/v1/verify")
     async def verify(request: Request) -> dict[str, Any]:
@@ -90,4 +91,5 @@ def create_verifier_app(service: VerifierService, *, background: bool = True) ->
 
     add_stream_routes(app, service)
     add_admin_routes(app, service)
+    app.push_service = service  # serves the challenge and evidence routes above without the framework layers
     return app
